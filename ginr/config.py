@@ -1,0 +1,302 @@
+"""Typed configuration: one frozen dataclass per concern.
+
+Every field is a command-line flag of ``recipes/train.py`` (through tyro), so the one-line docstring under each field
+is what ``--help`` prints. Defaults are the reference's dataclass defaults (SPEC.md section 1.1, 2.4); the paper's
+per-experiment values live in :mod:`ginr.presets`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from typing import Generic, Literal, TypeVar
+
+import tyro
+
+FourierType = Literal["deterministic_transinr", "deterministic_transinr_nerf", "random_gaussian"]
+Activation = Literal["relu", "siren", "silu"]
+InitScheme = Literal["normal", "kaiming_uniform", "uniform_fan_in", "zero", "siren"]
+Precision = Literal["fp32", "tf32", "bf16", "fp16"]
+
+
+@dataclasses.dataclass(frozen=True)
+class FourierConfig:
+    """Fourier feature mapping of the input coordinates (SPEC 1.4)."""
+
+    enabled: bool = True
+    """Map coordinates to Fourier features before the first layer (the reference's ``use_ff``)."""
+    type: FourierType = "deterministic_transinr"
+    """Frequency layout: geometric 1..sigma with a pi factor, NeRF's 2^linspace(0, sigma), or random Gaussian."""
+    sigma: float = 1024.0
+    """Largest frequency (deterministic_transinr), log2 of it (..._nerf), or the Gaussian's scale (random_gaussian)."""
+    dim: int = 128
+    """Number of frequencies (all input dims together); the features are [cos, sin], so 2*dim of them."""
+    trainable: bool = False
+    """Train the frequencies (the reference never does)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class HyponetConfig:
+    """The coordinate MLP shared by every model and signal type (SPEC 1)."""
+
+    n_layer: int = 5
+    """Number of linear layers, the output layer included."""
+    hidden_dim: tuple[int, ...] = (256,)
+    """Width of the hidden layers: one value for all of them, or one per hidden layer (n_layer - 1 values)."""
+    input_dim: int = 2
+    """Coordinate dimension (2 for images, 1 for audio, 3 for NeRF points)."""
+    output_dim: int = 3
+    """Signal channels (3 for RGB, 1 for audio, 4 for NeRF rgb + density)."""
+    use_bias: bool = True
+    """Give every layer a bias."""
+    output_bias: float = 0.5
+    """Constant added to the output (0.5 centres RGB in [0, 1])."""
+    fourier: FourierConfig = FourierConfig()
+    activation: Activation = "relu"
+    """Hidden activation."""
+    siren_w0: float = 30.0
+    """Frequency factor of the siren activation sin(w0 x)."""
+    weight_init: InitScheme = "kaiming_uniform"
+    """Weight initialisation (SPEC 1.3; kaiming_uniform keeps the reference's U(+-1/sqrt(fan_out)), quirk 1)."""
+    bias_init: InitScheme = "zero"
+    """Bias initialisation (SPEC 1.3)."""
+    normalize_weight: bool = True
+    """Divide every layer's weight columns by their L2 norm over the fan-in axis (SPEC 1.5)."""
+
+    def hidden_dims(self) -> tuple[int, ...]:
+        """The width of each of the ``n_layer - 1`` hidden layers (a single value is broadcast)."""
+        if len(self.hidden_dim) == 1:
+            return self.hidden_dim * (self.n_layer - 1)
+        return self.hidden_dim
+
+
+@dataclasses.dataclass(frozen=True)
+class MetaINRConfig:
+    """ipc-meta and learned-init: a per-instance factor adapted by a few SGD steps (SPEC 2.4, 3.3)."""
+
+    hyponet: HyponetConfig = HyponetConfig()
+    rank: tuple[int, ...] = (256,)
+    """Rank r of each modulated layer's instance factor V (fi x r); one value for all layers or one per layer."""
+    modulated_layers: tuple[int, ...] | None = (1,)
+    """Hyponet layers whose weight is the instance pattern composer; None modulates every layer."""
+    factorized: bool = True
+    """W = V U with a shared U (ipc-meta); False adapts the full weight W = V (learned-init)."""
+    n_inner_steps: int = 2
+    """Inner-loop SGD steps during training."""
+    inner_lr: float = 0.01
+    """Inner-loop learning rate (scaled per layer by ||V||_F^2 when normalize_weight is on)."""
+    first_order: bool = False
+    """Drop the second-order terms (the inner gradient is treated as a constant in the outer backward pass)."""
+    eval_inner_steps: int | None = None
+    """Inner steps at evaluation; None uses n_inner_steps."""
+    vmap_chunk_size: int | None = None
+    """Adapt at most this many instances at once (bounds memory); None adapts the whole batch together."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where the signals come from and how they become training examples."""
+
+    source: Literal["photos", "imagefolder", "ffhq"] = "photos"
+    """'photos': tiles of the photographs in scikit-image (no download); 'imagefolder': <path>/<split>/[<class>/]*;
+    'ffhq': a flat folder of NNNNN.png split by the reference's list files."""
+    path: str | None = None
+    """Folder of the data; unused by 'photos'."""
+    split_lists: str | None = None
+    """Folder holding ffhqtrain.txt and ffhqvalidation.txt (FFHQ only; their order defines the dataset index)."""
+    train_split: str = "train"
+    """Split used for training."""
+    eval_split: str = "validation"
+    """Held-out split used for evaluation."""
+    resolution: int = 32
+    """Images are resized (shorter side) and centre-cropped to resolution x resolution."""
+    train_transform: Literal["resize_center_crop", "random_crop_flip"] = "resize_center_crop"
+    """Training transform; random_crop_flip crops at native scale and flips (ImageNette, SPEC 7, quirk 16)."""
+    coord_range: tuple[float, float] = (-1.0, 1.0)
+    """Coordinates span this interval on every axis (pixel centres, SPEC 4.1)."""
+    num_workers: int = 0
+    """DataLoader worker processes per training process."""
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    """Adam and its learning-rate schedule (SPEC 6.3)."""
+
+    lr: float = 1e-4
+    """Peak learning rate."""
+    betas: tuple[float, float] = (0.9, 0.999)
+    """Adam betas."""
+    eps: float = 1e-8
+    """Adam epsilon."""
+    weight_decay: float = 0.0
+    """L2 weight decay (torch.optim.Adam's)."""
+    warmup_epochs: float = 0.0
+    """Linear warm-up from lr 0 over this many epochs; the first step runs at lr 0 (quirk 8)."""
+    min_lr: float | None = None
+    """Cosine-anneal to this value after warm-up; None keeps the learning rate constant (the reference's effect)."""
+    max_grad_norm: float | None = None
+    """Clip the global gradient norm to this value; None disables clipping."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """The run: global batch, length, cadence, precision, checkpoints."""
+
+    batch_size: int = 16
+    """Global batch (all processes and accumulation steps together; SPEC fidelity policy)."""
+    grad_accumulation: int = 1
+    """Micro-batches per optimizer step on each process; batch_size must equal per-device batch x processes x this."""
+    epochs: int = 10
+    """Training epochs."""
+    max_steps: int | None = None
+    """Stop after this many optimizer steps (None: train all epochs)."""
+    eval_every: int = 1
+    """Evaluate on the held-out split every this many epochs (and always at the end)."""
+    eval_at_start: bool = True
+    """Evaluate the untrained model before the first step."""
+    checkpoint_every: int = 1
+    """Write a checkpoint every this many epochs (and always at the end)."""
+    keep_checkpoints: int = 3
+    """Keep the newest this many checkpoints (the newest complete one is never removed)."""
+    image_every: int = 1
+    """Log reconstruction images every this many evaluations."""
+    log_every: int = 10
+    """Log training scalars every this many optimizer steps."""
+    eval_batch_size: int | None = None
+    """Global evaluation batch; None uses batch_size."""
+    precision: Precision = "fp32"
+    """Arithmetic: fp32 (TF32 off, the reference's), tf32 matmuls, or bf16/fp16 autocast with fp32 master weights."""
+    ema: float | None = None
+    """Keep an exponential moving average of the weights with this decay (warmed up as (1+s)/(10+s)); None: off."""
+    seed: int = 0
+    """Seeds the initial weights, the data order and every random draw."""
+    cpu: bool = False
+    """Train on the CPU even when a GPU is present."""
+    out_dir: str = "runs"
+    """Parent folder of run folders."""
+    run_name: str | None = None
+    """Run folder name under out_dir; None uses <model>_<data>_<date-time>."""
+    overwrite: bool = False
+    """Allow writing into a run folder that already holds a run."""
+
+
+M = TypeVar("M")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(Generic[M]):
+    """A whole experiment: the model, its data, the optimiser and the run."""
+
+    model: M
+    data: DataConfig = DataConfig()
+    optim: OptimConfig = OptimConfig()
+    train: TrainConfig = TrainConfig()
+    model_name: tyro.conf.Suppress[str] = "ipc-meta"
+    """Model name as typed after --model."""
+    data_name: tyro.conf.Suppress[str] = "photos"
+    """Data preset name as typed after --data."""
+
+
+def to_dict(config) -> dict:
+    """A JSON-ready nested dict of a config dataclass (tuples become lists)."""
+    return dataclasses.asdict(config)
+
+
+def _build(cls, value):
+    """Rebuild a dataclass (or a typed value) from its JSON form, refusing unknown fields."""
+    if dataclasses.is_dataclass(cls):
+        if not isinstance(value, dict):
+            raise ValueError(f"expected an object for {cls.__name__}, got {value!r}")
+        hints = typing.get_type_hints(cls, include_extras=False)
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(value) - names
+        if unknown:
+            raise ValueError(f"unknown field(s) {sorted(unknown)} for {cls.__name__}; known: {sorted(names)}")
+        return cls(**{k: _build(_strip_suppress(hints[k]), v) for k, v in value.items()})
+    origin = typing.get_origin(cls)
+    if origin is tuple and isinstance(value, list):
+        return tuple(value)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        for arg in typing.get_args(cls):
+            if arg is type(None) and value is None:
+                return None
+            if arg is not type(None):
+                if typing.get_origin(arg) is tuple and isinstance(value, list):
+                    return tuple(value)
+                if dataclasses.is_dataclass(arg) and isinstance(value, dict):
+                    return _build(arg, value)
+        return value
+    return value
+
+
+def _strip_suppress(hint):
+    if typing.get_origin(hint) is typing.Annotated:
+        return typing.get_args(hint)[0]
+    return hint
+
+
+def from_dict(data: dict, model_type: type | None = None) -> Config:
+    """Rebuild a :class:`Config` from :func:`to_dict` output; the model type follows ``model_name``."""
+    from ginr.models import model_config_type
+
+    model_type = model_type or model_config_type(data["model_name"])
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise ValueError(f"unknown config section(s) {sorted(unknown)}; known: {sorted(fields)}")
+    kwargs = {"model": _build(model_type, data["model"])}
+    for name, cls in (("data", DataConfig), ("optim", OptimConfig), ("train", TrainConfig)):
+        if name in data:
+            kwargs[name] = _build(cls, data[name])
+    for name in ("model_name", "data_name"):
+        if name in data:
+            kwargs[name] = data[name]
+    return Config[model_type](**kwargs)
+
+
+def dumps(config) -> str:
+    """The config as indented JSON."""
+    return json.dumps(to_dict(config), indent=2)
+
+
+def validate(config: Config) -> None:
+    """Refuse values that cannot work, naming the flag and what it accepts (model fields are checked by the model)."""
+    problems = []
+
+    def need(ok: bool, flag: str, rule: str, value) -> None:
+        if not ok:
+            problems.append(f"{flag}={value!r}: {rule}")
+
+    optim, train, data = config.optim, config.train, config.data
+    need(optim.lr > 0, "--optim.lr", "must be > 0", optim.lr)
+    need(all(0 <= b < 1 for b in optim.betas), "--optim.betas", "each must be in [0, 1)", optim.betas)
+    need(optim.eps > 0, "--optim.eps", "must be > 0", optim.eps)
+    need(optim.weight_decay >= 0, "--optim.weight-decay", "must be >= 0", optim.weight_decay)
+    need(optim.warmup_epochs >= 0, "--optim.warmup-epochs", "must be >= 0", optim.warmup_epochs)
+    need(optim.min_lr is None or optim.min_lr >= 0, "--optim.min-lr", "must be >= 0 or None", optim.min_lr)
+    need(
+        optim.max_grad_norm is None or optim.max_grad_norm > 0,
+        "--optim.max-grad-norm",
+        "must be > 0 or None",
+        optim.max_grad_norm,
+    )
+    need(train.batch_size > 0, "--train.batch-size", "must be > 0", train.batch_size)
+    need(train.grad_accumulation > 0, "--train.grad-accumulation", "must be > 0", train.grad_accumulation)
+    need(train.epochs > 0, "--train.epochs", "must be > 0", train.epochs)
+    need(train.max_steps is None or train.max_steps > 0, "--train.max-steps", "must be > 0 or None", train.max_steps)
+    for name in ("eval_every", "checkpoint_every", "keep_checkpoints", "image_every", "log_every"):
+        value = getattr(train, name)
+        need(value > 0, f"--train.{name.replace('_', '-')}", "must be > 0", value)
+    need(
+        train.eval_batch_size is None or train.eval_batch_size > 0,
+        "--train.eval-batch-size",
+        "must be > 0",
+        train.eval_batch_size,
+    )
+    need(train.ema is None or 0 < train.ema < 1, "--train.ema", "must be in (0, 1) or None", train.ema)
+    need(data.resolution > 0, "--data.resolution", "must be > 0", data.resolution)
+    need(data.coord_range[0] < data.coord_range[1], "--data.coord-range", "needs lo < hi", data.coord_range)
+    need(data.num_workers >= 0, "--data.num-workers", "must be >= 0", data.num_workers)
+    if problems:
+        raise ValueError("invalid configuration:\n  " + "\n  ".join(problems))

@@ -1,0 +1,178 @@
+"""ipc-meta and learned-init: instance factors adapted by a few meta-learned SGD steps (SPEC 2.4, 3.3; the paper's
+Algorithm 1).
+
+Params::
+
+    {"hyponet": ...,                                   # modulated layers have a bias but no base weight
+     "factors": {"init":   {"1": V0 (fi, r)},          # learned initial instance factor
+                 "shared": {"1": U  (r, fo)}}}         # shared factor (absent when not factorized)
+
+The instance weight of a modulated layer is ``W_i = V_i U`` (ipc-meta) or ``W_i = V_i`` (learned-init, every layer).
+``V_i`` starts at ``V0`` and takes ``n_inner_steps`` steps ``V <- V - inner_lr * s * dL_i/dV`` on the instance's own
+per-sample MSE ``L_i`` over its full coordinate grid, with ``s = ||V||_F^2`` per layer when ``normalize_weight``
+(not detached, quirk 20). The inner loop is written for one instance and lifted over the batch with ``vmap``; its
+gradient comes from ``torch.func.grad``, so the outer backward pass differentiates through it (second order) unless
+``first_order`` detaches the inner gradient.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.func import grad, vmap
+
+from ginr import metrics
+from ginr.config import MetaINRConfig
+from ginr.models.base import Encoding
+from ginr.nn import hyponet
+from ginr.pytree import tree_map
+
+
+class MetaINR:
+    """ipc-meta (``factorized=True``) and learned-init (``factorized=False``, every layer modulated)."""
+
+    def __init__(self, config: MetaINRConfig):
+        self.config = config
+        shapes = hyponet.layer_shapes(config.hyponet)
+        n_layer = config.hyponet.n_layer
+        layers = tuple(range(n_layer)) if config.modulated_layers is None else tuple(sorted(config.modulated_layers))
+        if not layers or any(not 0 <= k < n_layer for k in layers) or len(set(layers)) != len(layers):
+            raise ValueError(
+                f"--model.modulated-layers={config.modulated_layers} must name distinct layers in 0..{n_layer - 1}"
+            )
+        if len(config.rank) not in (1, len(layers)):
+            raise ValueError(f"--model.rank={config.rank}: give 1 value or one per modulated layer ({len(layers)})")
+        if config.n_inner_steps < 0 or (config.eval_inner_steps or 0) < 0:
+            raise ValueError("--model.n-inner-steps and --model.eval-inner-steps must be >= 0")
+        if config.inner_lr <= 0:
+            raise ValueError(f"--model.inner-lr={config.inner_lr} must be > 0")
+        if config.vmap_chunk_size is not None and config.vmap_chunk_size < 1:
+            raise ValueError(f"--model.vmap-chunk-size={config.vmap_chunk_size} must be >= 1 or None")
+        self.layers = layers
+        self.names = tuple(str(k) for k in layers)
+        self.prefix_stop = layers[0]
+        self.ranks = {}
+        for i, k in enumerate(layers):
+            fan_out = shapes[k][1]
+            rank = config.rank[0] if len(config.rank) == 1 else config.rank[i]
+            if rank < 1 or (len(config.rank) > 1 and rank > fan_out):
+                raise ValueError(f"--model.rank: {rank} for layer {k} must be in 1..{fan_out} (its fan-out)")
+            self.ranks[str(k)] = min(rank, fan_out)  # a single broadcast rank is clipped per layer (SPEC 2.4)
+
+    # ---- params -------------------------------------------------------------------------------------------------
+
+    def init(self, generator: torch.Generator | None) -> dict:
+        """Hyponet first, then per modulated layer V0 then U (SPEC 10): V0 ~ N(0, 1) (fi, r) and U ~ N(0, 1/(r fi))
+        (r, fo) when factorized; V0 ~ N(0, 1/fi) (fi, fo) when not."""
+        config = self.config
+        params = {"hyponet": hyponet.init(config.hyponet, generator, weightless_layers=self.layers)}
+        shapes = hyponet.layer_shapes(config.hyponet)
+        init, shared = {}, {}
+        for k, name in zip(self.layers, self.names):
+            fan_in, fan_out = shapes[k]
+            if config.factorized:
+                rank = self.ranks[name]
+                init[name] = torch.randn(fan_in, rank, generator=generator)
+                shared[name] = torch.randn(rank, fan_out, generator=generator) / math.sqrt(rank * fan_in)
+            else:
+                init[name] = torch.randn(fan_in, fan_out, generator=generator) / math.sqrt(fan_in)
+        factors = {"init": init, **({"shared": shared} if config.factorized else {})}
+        params["factors"] = tree_map(torch.Tensor.requires_grad_, factors)
+        return params
+
+    # ---- one instance -------------------------------------------------------------------------------------------
+
+    def compose(self, params: dict, factors: dict) -> dict:
+        """Per-layer instance weights: ``V U`` (factorized) or ``V``."""
+        if not self.config.factorized:
+            return dict(factors)
+        shared = params["factors"]["shared"]
+        return {name: factors[name] @ shared[name] for name in self.names}
+
+    def decode_hidden(self, params: dict, factors: dict, hidden: torch.Tensor) -> torch.Tensor:
+        """One instance's output from the shared prefix ``hidden`` (N, fi) of the first modulated layer."""
+        weights = self.compose(params, factors)
+        return hyponet.forward_suffix(params["hyponet"], self.config.hyponet, hidden, weights, self.prefix_stop)
+
+    def prefix(self, params: dict, coords: torch.Tensor) -> torch.Tensor:
+        """Fourier features and the unmodulated layers before the first modulated one."""
+        return hyponet.forward_prefix(params["hyponet"], self.config.hyponet, coords, self.prefix_stop)
+
+    def adapt(
+        self,
+        params: dict,
+        hidden: torch.Tensor,
+        target: torch.Tensor,
+        n_steps: int,
+        first_order: bool,
+        keep_trajectory: bool = False,
+    ):
+        """The inner loop for one instance: ``n_steps`` SGD steps on ``V`` from ``V0`` (Algorithm 1, SPEC 2.4).
+
+        Returns the adapted factors, the MSE before each step (n_steps,) and the factors before each step and after
+        the last (an empty list unless ``keep_trajectory``).
+        """
+        config = self.config
+
+        def inner_loss(factors):
+            loss = metrics.mse(self.decode_hidden(params, factors, hidden), target)
+            return loss, loss.detach()
+
+        factors = dict(params["factors"]["init"])
+        trajectory = [factors]
+        losses = []
+        for _ in range(n_steps):
+            grads, mse = grad(inner_loss, has_aux=True)(factors)
+            losses.append(mse)
+            if first_order:
+                grads = tree_map(torch.detach, grads)
+            factors = {
+                name: v - config.inner_lr * self._lr_scale(v) * grads[name].to(v.dtype) for name, v in factors.items()
+            }
+            trajectory.append(factors)
+        losses = torch.stack(losses) if losses else hidden.new_zeros(0)
+        return factors, losses, (trajectory if keep_trajectory else [])
+
+    def _lr_scale(self, factor: torch.Tensor) -> torch.Tensor | float:
+        """``||V||_F^2`` with normalize_weight (kept in the graph, quirk 20), else 1."""
+        return factor.square().sum() if self.config.hyponet.normalize_weight else 1.0
+
+    # ---- the batch ----------------------------------------------------------------------------------------------
+
+    def encode(
+        self,
+        params: dict,
+        signal: torch.Tensor,
+        coords: torch.Tensor,
+        *,
+        training: bool,
+        n_steps: int | None = None,
+        keep_trajectory: bool = False,
+    ) -> Encoding:
+        """Adapt every instance of ``signal`` (B, *S, C) on its full grid ``coords`` (*S, D).
+
+        ``training`` selects ``n_inner_steps`` (else ``eval_inner_steps``) unless ``n_steps`` is given; the outer graph
+        exists only where autograd is enabled by the caller, so evaluation under ``torch.no_grad`` builds none.
+        """
+        config = self.config
+        if n_steps is None:
+            n_steps = config.n_inner_steps if training or config.eval_inner_steps is None else config.eval_inner_steps
+        target = signal.flatten(1, -2)
+        hidden = self.prefix(params, coords.flatten(0, -2))
+        adapt = vmap(
+            lambda t: self.adapt(params, hidden, t, n_steps, config.first_order, keep_trajectory),
+            chunk_size=config.vmap_chunk_size,
+        )
+        factors, inner_mse, trajectory = adapt(target)
+        return Encoding(modulation=factors, inner_mse=inner_mse, trajectory=trajectory or None)
+
+    def decode(self, params: dict, modulation: dict, coords: torch.Tensor) -> torch.Tensor:
+        """Values (B, N, C) at ``coords`` (N, D) shared by the batch (prefix computed once) or (B, N, D)."""
+        chunk = self.config.vmap_chunk_size
+        if coords.dim() == 2:
+            hidden = self.prefix(params, coords)
+            return vmap(lambda f: self.decode_hidden(params, f, hidden), chunk_size=chunk)(modulation)
+        return vmap(lambda f, c: self.decode_hidden(params, f, self.prefix(params, c)), chunk_size=chunk)(
+            modulation, coords
+        )

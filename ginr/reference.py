@@ -1,0 +1,129 @@
+"""The one mapping between the reference's state-dict names and shapes (kakaobrain/ginr-ipc, SPEC 1.2, 2.4, 10.2)
+and ginr's params pytree. Tests and the reference-checkpoint importer both use it.
+
+Reference layout per hyponet layer K: ``hyponet.params_dict.linear_wbK`` of shape (fi + 1, fo), weight rows then the
+bias row ((fi, fo) without bias). ginr keeps ``hyponet.layers.K.weight`` (fi, fo) and ``hyponet.layers.K.bias``
+(fo,) apart; a modulated layer whose base weight the reference ignores has only the bias in ginr, so its weight rows
+(never used, quirk 21) are dropped on import and written as zeros on export.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from ginr.nn import hyponet
+
+
+@dataclasses.dataclass(frozen=True)
+class NameRule:
+    """One reference tensor and the ginr leaves it holds."""
+
+    reference: str
+    shape: tuple[int, ...]
+    weight: str | None  # ginr name of the weight rows (None: rows dropped / not present)
+    bias: str | None  # ginr name of the last row (None: the tensor has no bias row)
+    whole: bool = False  # the tensor maps 1:1 onto ``weight``
+
+    def to_ginr(self, tensor: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.whole:
+            return {self.weight: tensor}
+        out = {}
+        rows = tensor[:-1] if self.bias else tensor
+        if self.weight:
+            out[self.weight] = rows
+        if self.bias:
+            out[self.bias] = tensor[-1]
+        return out
+
+    def to_reference(self, flat: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.whole:
+            return flat[self.weight]
+        fan_in = self.shape[0] - (1 if self.bias else 0)
+        rows = flat[self.weight] if self.weight else torch.zeros(fan_in, self.shape[1], dtype=flat[self.bias].dtype)
+        return torch.cat([rows, flat[self.bias][None]]) if self.bias else rows
+
+
+def hyponet_rules(config, weightless: set[int], prefix: str = "hyponet") -> list[NameRule]:
+    """Rules for a hyponet (``config``: HyponetConfig) whose layers in ``weightless`` have no ginr base weight."""
+    rules = []
+    if config.fourier.enabled:
+        count = config.fourier.dim // config.input_dim
+        shape = (config.input_dim, config.fourier.dim) if config.fourier.type == "random_gaussian" else (count,)
+        rules.append(NameRule(f"{prefix}.ff_linear", shape, f"{prefix}.fourier.frequencies", None, whole=True))
+    for k, (fan_in, fan_out) in enumerate(hyponet.layer_shapes(config)):
+        rows = fan_in + (1 if config.use_bias else 0)
+        weight = None if k in weightless else f"{prefix}.layers.{k}.weight"
+        bias = f"{prefix}.layers.{k}.bias" if config.use_bias else None
+        rules.append(NameRule(f"{prefix}.params_dict.linear_wb{k}", (rows, fan_out), weight, bias))
+    return rules
+
+
+def meta_rules(model) -> list[NameRule]:
+    """Rules for ipc-meta / learned-init (``model``: a MetaINR): the hyponet, then ``factors.*`` (SPEC 2.4)."""
+    config = model.config
+    rules = hyponet_rules(config.hyponet, set(model.layers))
+    shapes = hyponet.layer_shapes(config.hyponet)
+    for k, name in zip(model.layers, model.names):
+        fan_in, fan_out = shapes[k]
+        width = model.ranks[name] if config.factorized else fan_out
+        rules.append(
+            NameRule(
+                f"factors.init_modulation_factors.linear_wb{k}", (fan_in, width), f"factors.init.{name}", None, True
+            )
+        )
+        if config.factorized:
+            rules.append(
+                NameRule(f"factors.shared_factors.linear_wb{k}", (width, fan_out), f"factors.shared.{name}", None, True)
+            )
+    return rules
+
+
+def rules_for(model) -> list[NameRule]:
+    """The name rules of a built ginr model."""
+    from ginr.models.meta import MetaINR
+
+    if isinstance(model, MetaINR):
+        return meta_rules(model)
+    raise TypeError(f"no reference name mapping for {type(model).__name__}")
+
+
+def from_reference(state_dict: dict[str, torch.Tensor], model) -> dict[str, torch.Tensor]:
+    """A reference state dict -> ginr flat params (``ginr.pytree.unflatten`` makes the pytree).
+
+    Every reference key of the model must be present with its exact shape; keys outside the model (the reference's
+    optimizer or EMA entries, or the ``module.`` prefix of a DataParallel wrapper) are refused by name.
+    """
+    state_dict = {k.removeprefix("module."): v for k, v in state_dict.items()}
+    rules = rules_for(model)
+    expected = {rule.reference: rule for rule in rules}
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    wrong = [
+        f"{name}: {tuple(state_dict[name].shape)} (expected {rule.shape})"
+        for name, rule in expected.items()
+        if name in state_dict and tuple(state_dict[name].shape) != rule.shape
+    ]
+    if missing or unexpected or wrong:
+        raise ValueError(
+            "the reference state dict does not fit this model config: "
+            + "; ".join(
+                part
+                for part in (
+                    f"missing {missing}" if missing else "",
+                    f"unexpected {unexpected}" if unexpected else "",
+                    f"wrong shapes {wrong}" if wrong else "",
+                )
+                if part
+            )
+        )
+    flat = {}
+    for rule in rules:
+        flat.update(rule.to_ginr(state_dict[rule.reference]))
+    return flat
+
+
+def to_reference(flat: dict[str, torch.Tensor], model) -> dict[str, torch.Tensor]:
+    """ginr flat params -> a state dict with the reference's names and shapes (dead weight rows as zeros)."""
+    return {rule.reference: rule.to_reference(flat) for rule in rules_for(model)}

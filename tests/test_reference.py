@@ -1,0 +1,97 @@
+"""The reference-name mapping (SPEC 1.2, 2.4): names and shapes, outputs, round trips."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ginr import presets
+from ginr.models import build
+from ginr.pytree import flatten, unflatten
+from ginr.reference import from_reference, to_reference
+
+
+def reference_state(factorized: bool, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """A state dict with the reference's names and shapes for the image meta configs (SPEC 1.2, 2.4)."""
+    state = {"hyponet.ff_linear": torch.exp(torch.linspace(0, math.log(128), 64))}
+    shapes = [(257, 256)] * 4 + [(257, 3)]
+    for k, shape in enumerate(shapes):
+        state[f"hyponet.params_dict.linear_wb{k}"] = torch.randn(shape, generator=generator) / 16
+    layers = [1] if factorized else range(5)
+    for k in layers:
+        fan_out = shapes[k][1]
+        if factorized:
+            state[f"factors.init_modulation_factors.linear_wb{k}"] = torch.randn(256, 256, generator=generator)
+            state[f"factors.shared_factors.linear_wb{k}"] = torch.randn(256, fan_out, generator=generator) / 256
+        else:
+            state[f"factors.init_modulation_factors.linear_wb{k}"] = torch.randn(256, fan_out, generator=generator) / 16
+    return state
+
+
+def naive_reference_forward(state, coords, factorized):
+    """SPEC 1.5 with V = V0 (no inner step): [h, 1] @ [normalize(W'); b] per layer, ReLU between."""
+    freqs = state["hyponet.ff_linear"]
+    z = torch.cat([coords[:, d : d + 1] * freqs for d in range(2)], dim=1) * math.pi
+    h = torch.cat([torch.cos(z), torch.sin(z)], dim=1)
+    for k in range(5):
+        matrix = state[f"hyponet.params_dict.linear_wb{k}"]
+        weight, bias = matrix[:-1], matrix[-1:]
+        key = f"factors.init_modulation_factors.linear_wb{k}"
+        if key in state:
+            weight = state[key] @ state[f"factors.shared_factors.linear_wb{k}"] if factorized else state[key]
+        weight = weight / weight.norm(dim=0, keepdim=True).clamp_min(1e-12)
+        h = torch.cat([h, torch.ones(len(h), 1)], dim=1) @ torch.cat([weight, bias])
+        if k < 4:
+            h = torch.relu(h)
+    return h + 0.5
+
+
+@pytest.mark.parametrize("model_name", ["ipc-meta", "learned-init"])
+def test_import_gives_the_reference_outputs(model_name):
+    config = presets.resolve(model_name, "imagenette178")
+    model = build(model_name, config.model)
+    state = reference_state(config.model.factorized, torch.Generator().manual_seed(0))
+    flat = from_reference(state, model)
+    assert flat.keys() == flatten(model.init(None)).keys()
+    params = unflatten(flat)
+    coords = torch.rand(50, 2) * 2 - 1
+    factors = {k: v[None] for k, v in params["factors"]["init"].items()}
+    ours = model.decode(params, factors, coords)[0]
+    assert torch.allclose(ours, naive_reference_forward(state, coords, config.model.factorized), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("model_name", ["ipc-meta", "learned-init"])
+def test_round_trips(model_name):
+    config = presets.resolve(model_name, "ffhq256")
+    model = build(model_name, config.model)
+    params = flatten(model.init(torch.Generator().manual_seed(1)))
+    again = from_reference(to_reference(params, model), model)
+    assert again.keys() == params.keys() and all(torch.equal(again[k], params[k]) for k in params)
+    state = reference_state(config.model.factorized, torch.Generator().manual_seed(2))
+    state["hyponet.ff_linear"] = torch.exp(torch.linspace(0, math.log(64), 64))
+    back = to_reference(from_reference(state, model), model)
+    assert back.keys() == state.keys()
+    for name, value in state.items():
+        dead_rows = name.startswith("hyponet.params_dict") and f"factors.init_modulation_factors.{name[20:]}" in state
+        if dead_rows:  # the reference's unused base-weight rows of a modulated layer come back as zeros
+            assert torch.equal(back[name][-1], value[-1]) and not back[name][:-1].any()
+        else:
+            assert torch.equal(back[name], value)
+
+
+def test_bad_reference_state_is_named():
+    model = build("ipc-meta", presets.resolve("ipc-meta", "imagenette178").model)
+    state = reference_state(True, torch.Generator().manual_seed(0))
+    state["module.hyponet.params_dict.linear_wb0"] = state.pop("hyponet.params_dict.linear_wb0")  # DataParallel prefix
+    assert "hyponet.layers.0.weight" in from_reference(state, model)
+    state["hyponet.params_dict.linear_wb4"] = torch.zeros(257, 4)
+    state["optimizer"] = torch.zeros(1)
+    del state["factors.shared_factors.linear_wb1"]
+    with pytest.raises(ValueError) as error:
+        from_reference(state, model)
+    message = str(error.value)
+    assert "missing ['factors.shared_factors.linear_wb1']" in message
+    assert "unexpected ['optimizer']" in message
+    assert "hyponet.params_dict.linear_wb4: (257, 4) (expected (257, 3))" in message
