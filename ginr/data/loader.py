@@ -1,0 +1,127 @@
+"""From ``datasets`` splits to batches: a torch Dataset of signals and deterministic, resumable batch samplers.
+
+Training: every optimizer step consumes ``global_batch`` samples of the epoch's permutation (seeded by the run seed and
+the epoch); process ``rank`` takes micro-batch ``a`` of step ``s`` at offset ``s G + (a P + rank) b``. A trailing
+remainder smaller than the global batch is dropped, so every step has the same global batch on any process count.
+Each sample index travels with its own seed for random transforms. Evaluation: process ``rank`` takes indices
+``rank, rank + P, ...`` in order, without padding, so every instance is counted exactly once (quirk 19 fixed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import datasets
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ginr.data.transforms import ImageTransform
+
+
+class ImageSignals(Dataset):
+    """Items ``(index, seed)`` (or a bare index) of an image split -> (H, W, 3) float tensors in [0, 1]."""
+
+    def __init__(self, split: datasets.Dataset, transform: ImageTransform, column: str = "image"):
+        if column not in split.column_names:
+            raise ValueError(f"the data has no {column!r} column (columns: {split.column_names})")
+        self.split = split
+        self.transform = transform
+        self.column = column
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, key) -> torch.Tensor:
+        index, seed = key if isinstance(key, tuple) else (key, None)
+        try:
+            image = self.split[int(index)][self.column]
+            return self.transform(image, seed)
+        except Exception as error:  # name the file behind a worker's stack trace
+            raise RuntimeError(
+                f"cannot load sample {index} ({_describe(self.split, index, self.column)}): {error}"
+            ) from error
+
+
+def _describe(split: datasets.Dataset, index: int, column: str) -> str:
+    try:
+        raw = split.cast_column(column, datasets.Image(decode=False))[int(index)][column]
+        return raw.get("path") or "in-memory image"
+    except Exception:
+        return "unreadable entry"
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchPlan:
+    """How a global batch is reached: per-device micro-batch x processes x accumulation steps."""
+
+    global_batch: int
+    micro_batch: int
+    num_processes: int
+    accumulation: int
+
+    @classmethod
+    def derive(cls, global_batch: int, num_processes: int, accumulation: int) -> BatchPlan:
+        per_step = num_processes * accumulation
+        if global_batch < 1 or global_batch % per_step:
+            raise ValueError(
+                f"--train.batch-size={global_batch} (the global batch) must be a positive multiple of "
+                f"processes x --train.grad-accumulation = {num_processes} x {accumulation} = {per_step}"
+            )
+        return cls(global_batch, global_batch // per_step, num_processes, accumulation)
+
+
+def _mix(*values: int) -> int:
+    state = 0x9E3779B97F4A7C15
+    for value in values:
+        state = (state * 6364136223846793005 + value + 1442695040888963407) % (1 << 63)
+    return state
+
+
+class TrainBatchSampler:
+    """This process's micro-batches of ``(index, seed)`` for steps ``start_step ..`` of ``epoch``."""
+
+    def __init__(self, size: int, plan: BatchPlan, rank: int, seed: int, epoch: int, start_step: int = 0):
+        self.size, self.plan, self.rank, self.seed, self.epoch, self.start_step = (
+            size,
+            plan,
+            rank,
+            seed,
+            epoch,
+            start_step,
+        )
+
+    @staticmethod
+    def steps_per_epoch(size: int, plan: BatchPlan) -> int:
+        return size // plan.global_batch
+
+    def __len__(self) -> int:
+        return (self.steps_per_epoch(self.size, self.plan) - self.start_step) * self.plan.accumulation
+
+    def __iter__(self):
+        plan = self.plan
+        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(_mix(self.seed, self.epoch)))
+        for step in range(self.start_step, self.steps_per_epoch(self.size, plan)):
+            for micro in range(plan.accumulation):
+                offset = step * plan.global_batch + (micro * plan.num_processes + self.rank) * plan.micro_batch
+                positions = range(offset, offset + plan.micro_batch)
+                yield [(int(order[p]), _mix(self.seed, self.epoch, p)) for p in positions]
+
+
+class EvalBatchSampler:
+    """Indices ``rank, rank + P, ...`` in batches of ``batch`` (the last may be short; none is padded)."""
+
+    def __init__(self, size: int, batch: int, num_processes: int, rank: int):
+        self.indices = list(range(rank, size, num_processes))
+        self.batch = batch
+
+    def __len__(self) -> int:
+        return -(-len(self.indices) // self.batch)
+
+    def __iter__(self):
+        for start in range(0, len(self.indices), self.batch):
+            yield self.indices[start : start + self.batch]
+
+
+def make_loader(dataset: Dataset, batch_sampler, num_workers: int) -> DataLoader:
+    """A DataLoader over a batch sampler (workers decode and transform; batches are stacked tensors)."""
+    return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=num_workers, persistent_workers=False)
