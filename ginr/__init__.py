@@ -1,0 +1,18 @@
+"""ginr: generalizable implicit neural representations with Instance Pattern Composers (Kim et al., CVPR 2023).
+
+A model is ``init(generator) -> params`` plus pure functions of that params pytree (``encode``, ``decode``); see
+:mod:`ginr.models.base`.
+"""
+
+from ginr.config import Config
+from ginr.hub import from_pretrained, save_pretrained
+from ginr.models import build
+
+
+def init(config: Config, generator=None) -> dict:
+    """The initial params of the model an experiment ``config`` describes (``config.model_name``, ``config.model``)."""
+    return build(config.model_name, config.model).init(generator)
+
+
+__all__ = ["Config", "build", "from_pretrained", "init", "save_pretrained"]
+__version__ = "0.1.0"

@@ -1,0 +1,75 @@
+"""Command-line parsing shared by the recipes: ``--model`` / ``--data`` (or ``--resume``) pick the base config, then
+every field of it is a tyro flag with that config as its default."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import tyro
+
+from ginr import config as config_lib
+from ginr import presets
+from ginr.models import MODEL_NAMES, build, model_config_type
+
+USAGE = f"""--model {{{",".join(MODEL_NAMES)}}} --data {{{",".join(presets.DATA_NAMES)}}} [--resume RUN_DIR] [FLAGS]
+
+--model and --data choose the paper preset (default: ipc-meta on the embedded photos); every flag below is a field of
+that preset, shown with the preset's value. --resume RUN_DIR continues a run from its newest complete checkpoint
+(flags then override the run's saved config)."""
+
+
+def fail(message: str) -> None:
+    """Print ``error: message`` to stderr and exit with status 2 (the status of a usage error)."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def parse_train_args(argv: list[str] | None = None, *, prog: str = "train.py", console: bool = True):
+    """Returns ``(config, resume_dir or None)``. Bad names, flags or values exit with status 2 and a message."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("--model", default=None)
+    pre.add_argument("--data", default=None)
+    pre.add_argument("--resume", default=None)
+    known, rest = pre.parse_known_args(argv)
+    resume = Path(known.resume) if known.resume else None
+    try:
+        if resume is not None:
+            base = _saved_config(resume)
+            for flag, given, saved in (
+                ("--model", known.model, base.model_name),
+                ("--data", known.data, base.data_name),
+            ):
+                if given is not None and given != saved:
+                    raise ValueError(f"{flag} {given} differs from the resumed run's {saved}; drop {flag}")
+        else:
+            base = presets.resolve(known.model or "ipc-meta", known.data or "photos")
+    except ValueError as error:
+        fail(str(error))
+    config = tyro.cli(
+        config_lib.Config[model_config_type(base.model_name)],
+        default=base,
+        args=rest,
+        prog=prog,
+        description=USAGE,
+        console_outputs=console,
+    )
+    try:
+        config_lib.validate(config)
+        build(config.model_name, config.model)
+    except ValueError as error:
+        fail(str(error))
+    return config, resume
+
+
+def _saved_config(run_dir: Path) -> config_lib.Config:
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise ValueError(f"--resume {run_dir}: {path} not found; give the folder of a ginr run")
+    try:
+        return config_lib.from_dict(json.loads(path.read_text()))
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise ValueError(f"{path} is not a valid ginr config: {error}") from error

@@ -1,0 +1,114 @@
+"""Model folders: ``model.safetensors`` plus a ``config.json`` that rebuilds the model, locally or on the Hub.
+
+The same folder is a checkpoint's ``model/`` part, a ``save_pretrained`` output and a Hugging Face Hub repo.
+Loading is strict: every key and shape of the file must match the model the config builds. Nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ginr import config as config_lib
+from ginr.models import Model, build
+from ginr.pytree import flatten, unflatten
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+
+
+class ModelFileError(ValueError):
+    """A model folder that is missing, unreadable or does not match its config."""
+
+
+@dataclasses.dataclass
+class Pretrained:
+    """A loaded model: its full config, the model object and its params."""
+
+    config: config_lib.Config
+    model: Model
+    params: dict
+
+
+def save_pretrained(folder: str | os.PathLike, config: config_lib.Config, params: dict) -> Path:
+    """Write ``params`` (a pytree) and ``config`` into ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {name: t.detach().to("cpu").contiguous() for name, t in flatten(params).items()}
+    save_file(tensors, str(folder / WEIGHTS_NAME), metadata={"format": "pt", "library": "ginr"})
+    (folder / CONFIG_NAME).write_text(config_lib.dumps(config))
+    return folder
+
+
+def read_config(folder: str | os.PathLike) -> config_lib.Config:
+    """The :class:`ginr.config.Config` stored in ``folder/config.json``."""
+    path = Path(folder) / CONFIG_NAME
+    try:
+        data = json.loads(path.read_text())
+        return config_lib.from_dict(data)
+    except FileNotFoundError as error:
+        raise ModelFileError(f"{path} is missing: not a ginr model folder") from error
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+        raise ModelFileError(f"{path} is not a valid ginr config: {error}") from error
+
+
+def load_params(folder: str | os.PathLike, model: Model) -> dict:
+    """The params in ``folder/model.safetensors``, checked strictly against the structure ``model.init`` builds."""
+    path = Path(folder) / WEIGHTS_NAME
+    try:
+        tensors = load_file(str(path))
+    except FileNotFoundError as error:
+        raise ModelFileError(f"{path} is missing") from error
+    except (SafetensorError, OSError) as error:
+        raise ModelFileError(f"{path} is not a readable safetensors file (truncated or corrupt?): {error}") from error
+    expected = flatten(model.init(torch.Generator().manual_seed(0)))
+    check_structure(expected, tensors, str(path))
+    return unflatten({name: tensors[name].requires_grad_(ref.requires_grad) for name, ref in expected.items()})
+
+
+def check_structure(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor], where: str) -> None:
+    """Raise :class:`ModelFileError` naming every missing, unexpected or mis-shaped key."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    shapes = [
+        f"{name}: file {tuple(found[name].shape)} vs model {tuple(expected[name].shape)}"
+        for name in expected
+        if name in found and found[name].shape != expected[name].shape
+    ]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {missing}")
+        if unexpected:
+            parts.append(f"unexpected keys {unexpected}")
+        if shapes:
+            parts.append(f"shape mismatches {shapes}")
+        raise ModelFileError(f"{where} does not match its config: " + "; ".join(parts))
+
+
+def from_pretrained(id_or_dir: str | os.PathLike, revision: str | None = None) -> Pretrained:
+    """Load a ginr model from a local folder or a Hugging Face Hub repo id (``revision`` a branch, tag or commit).
+
+    Hub downloads go through ``huggingface_hub.snapshot_download`` (honouring ``HF_HUB_OFFLINE`` and the local
+    cache) and fetch only ``config.json`` and ``model.safetensors``.
+    """
+    folder = Path(id_or_dir).expanduser()
+    if not folder.is_dir():
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import HFValidationError
+
+        try:
+            folder = Path(
+                snapshot_download(str(id_or_dir), revision=revision, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME])
+            )
+        except HFValidationError as error:
+            raise ModelFileError(f"{id_or_dir!r} is neither a local folder nor a valid Hub repo id") from error
+    config = read_config(folder)
+    model = build(config.model_name, config.model)
+    return Pretrained(config=config, model=model, params=load_params(folder, model))

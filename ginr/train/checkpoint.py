@@ -1,0 +1,253 @@
+"""Training checkpoints: one folder per step, written atomically, verified by a manifest of checksums.
+
+Layout of ``<run>/checkpoints/step-00000120/``::
+
+    model/model.safetensors, model/config.json    # a ginr model folder (ginr.from_pretrained reads it)
+    ema.safetensors                               # EMA weights, when EMA is on
+    optimizer.safetensors, optimizer.json         # optimizer tensors / param groups and scalars
+    trainer_state.json                            # step, epoch, process count, data position, metrics
+    rng-<rank>.safetensors, rng-<rank>.json       # every process's torch / CUDA / numpy / Python RNG
+    manifest.json                                 # size and sha256 of every file above, written last
+
+Everything is first written into ``.step-00000120.partial``, flushed to disk, then renamed; a folder without a valid
+manifest is never loaded, so a run killed mid-save resumes from the previous checkpoint. Only safetensors and JSON
+are read: nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from ginr import hub
+from ginr.pytree import flatten
+
+MANIFEST = "manifest.json"
+PREFIX = "step-"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is incomplete, tampered with or does not fit the run."""
+
+
+def folder_name(step: int) -> str:
+    return f"{PREFIX}{step:08d}"
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ---- optimizer and RNG state as safetensors + JSON ---------------------------------------------------------------
+
+
+def optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """Tensors of the optimizer state (``state.<param>.<name>``) and a JSON part (param groups, scalars)."""
+    state = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for index, entries in state["state"].items():
+        for name, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"state.{index}.{name}"] = value.detach().to("cpu").contiguous()
+            else:
+                scalars[f"{index}.{name}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        _, index, name = key.split(".", 2)
+        state.setdefault(int(index), {})[name] = value
+    for key, value in meta["scalars"].items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    groups = [
+        {**group, "betas": tuple(group["betas"])} if "betas" in group else group for group in meta["param_groups"]
+    ]
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+def rng_state() -> tuple[dict[str, torch.Tensor], dict]:
+    """This process's torch CPU / CUDA, numpy and Python RNG states."""
+    tensors = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for index, state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"cuda.{index}"] = state
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    tensors["numpy"] = torch.from_numpy(keys.astype(np.int64))
+    version, internal, gauss = random.getstate()
+    meta = {"numpy": [kind, int(pos), int(has_gauss), float(cached)], "python": [version, list(internal), gauss]}
+    return tensors, meta
+
+
+def set_rng_state(tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    torch.set_rng_state(tensors["torch"])
+    cuda = [tensors[f"cuda.{i}"] for i in range(torch.cuda.device_count()) if f"cuda.{i}" in tensors]
+    if cuda:
+        torch.cuda.set_rng_state_all(cuda)
+    kind, pos, has_gauss, cached = meta["numpy"]
+    np.random.set_state((kind, tensors["numpy"].numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = meta["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+# ---- saving ------------------------------------------------------------------------------------------------------
+
+
+def save(
+    run_dir: Path,
+    step: int,
+    *,
+    accelerator,
+    config,
+    params: dict,
+    optimizer: torch.optim.Optimizer,
+    trainer_state: dict,
+    ema: dict[str, torch.Tensor] | None = None,
+    keep: int = 3,
+) -> Path:
+    """Write the checkpoint of ``step`` atomically (collective: every process calls it) and prune old ones."""
+    root = Path(run_dir) / "checkpoints"
+    final = root / folder_name(step)
+    partial = root / f".{folder_name(step)}.partial"
+    if accelerator.is_main_process:
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+
+    rank = accelerator.process_index
+    tensors, meta = rng_state()
+    save_file(tensors, str(partial / f"rng-{rank}.safetensors"))
+    (partial / f"rng-{rank}.json").write_text(json.dumps(meta))
+    if accelerator.is_main_process:
+        hub.save_pretrained(partial / "model", config, params)
+        tensors, meta = optimizer_state(optimizer)
+        save_file(tensors, str(partial / "optimizer.safetensors"))
+        (partial / "optimizer.json").write_text(json.dumps(meta))
+        if ema is not None:
+            save_file({k: v.detach().to("cpu").contiguous() for k, v in ema.items()}, str(partial / "ema.safetensors"))
+        (partial / "trainer_state.json").write_text(json.dumps({**trainer_state, "step": step}, indent=2))
+    accelerator.wait_for_everyone()
+
+    if accelerator.is_main_process:
+        files = sorted(p for p in partial.rglob("*") if p.is_file())
+        manifest = {}
+        for path in files:
+            _fsync(path)
+            manifest[str(path.relative_to(partial))] = {"bytes": path.stat().st_size, "sha256": _sha256(path)}
+        (partial / MANIFEST).write_text(json.dumps({"step": step, "files": manifest}, indent=2))
+        _fsync(partial / MANIFEST)
+        for directory in {p.parent for p in files} | {partial}:
+            _fsync(directory)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(partial, final)
+        _fsync(root)
+        prune(root, keep)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def prune(root: Path, keep: int) -> None:
+    """Remove all but the newest ``keep`` complete checkpoints (the newest complete one always stays) and stale
+    partial folders."""
+    complete = complete_checkpoints(root.parent)
+    for path in complete[: max(0, len(complete) - max(1, keep))]:
+        shutil.rmtree(path, ignore_errors=True)
+    for stale in root.glob(f".{PREFIX}*.partial"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+# ---- finding and loading -----------------------------------------------------------------------------------------
+
+
+def complete_checkpoints(run_dir: Path) -> list[Path]:
+    """Checkpoint folders of ``run_dir`` that have a manifest, oldest first."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.glob(f"{PREFIX}*") if p.is_dir() and (p / MANIFEST).is_file())
+
+
+def verify(folder: Path) -> dict:
+    """Check every file of ``folder`` against its manifest; return the manifest or raise :class:`CheckpointError`."""
+    folder = Path(folder)
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{folder}: no readable {MANIFEST}; the checkpoint is incomplete") from error
+    for name, entry in manifest["files"].items():
+        path = folder / name
+        if not path.is_file():
+            raise CheckpointError(f"{path} is missing; the checkpoint is incomplete")
+        if path.stat().st_size != entry["bytes"] or _sha256(path) != entry["sha256"]:
+            raise CheckpointError(f"{path} does not match its checksum in {folder / MANIFEST}: truncated or modified")
+    return manifest
+
+
+def latest(run_dir: Path) -> Path | None:
+    """The newest checkpoint of ``run_dir`` that passes :func:`verify` (older ones are tried in turn)."""
+    for folder in reversed(complete_checkpoints(run_dir)):
+        try:
+            verify(folder)
+            return folder
+        except CheckpointError:
+            continue
+    return None
+
+
+def read_trainer_state(folder: Path) -> dict:
+    return json.loads((Path(folder) / "trainer_state.json").read_text())
+
+
+def restore(folder: Path, *, accelerator, module, optimizer) -> tuple[dict, dict | None]:
+    """Load weights, optimizer, this process's RNG and (if present) EMA from a verified checkpoint.
+
+    Returns the trainer state and the EMA tensors (or None). Every process continues its own RNG streams, so a run
+    resumes on the process count that wrote the checkpoint.
+    """
+    folder = Path(folder)
+    verify(folder)
+    state = read_trainer_state(folder)
+    if state["num_processes"] != accelerator.num_processes:
+        raise CheckpointError(
+            f"{folder} was written by {state['num_processes']} process(es), this run has {accelerator.num_processes}; "
+            "resume with the same process count so that every process continues its own random streams"
+        )
+    unwrapped = accelerator.unwrap_model(module)
+    params = hub.load_params(folder / "model", unwrapped.model)
+    with torch.no_grad():
+        live = dict(unwrapped.named_parameters())
+        live.update(unwrapped.named_buffers())
+        for name, value in flatten(params).items():
+            live[name].copy_(value)
+    load_optimizer_state(
+        optimizer, load_file(str(folder / "optimizer.safetensors")), json.loads((folder / "optimizer.json").read_text())
+    )
+    rank = accelerator.process_index
+    rng_file = folder / f"rng-{rank}.safetensors"
+    set_rng_state(load_file(str(rng_file)), json.loads((folder / f"rng-{rank}.json").read_text()))
+    ema_file = folder / "ema.safetensors"
+    ema = load_file(str(ema_file)) if ema_file.is_file() else None
+    return state, ema

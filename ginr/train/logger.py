@@ -1,0 +1,50 @@
+"""Run output: TensorBoard scalars and images, and plain-text tables on stdout (main process only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+
+class RunLogger:
+    """Writes ``<run>/tensorboard`` event files; a no-op on processes other than the main one."""
+
+    def __init__(self, run_dir: Path, enabled: bool):
+        self.writer = None
+        if enabled:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
+
+    def scalars(self, prefix: str, values: dict[str, float], step: int) -> None:
+        if self.writer:
+            for name, value in values.items():
+                self.writer.add_scalar(f"{prefix}/{name}", value, step)
+
+    def images(self, prefix: str, images: dict[str, torch.Tensor], step: int) -> None:
+        if self.writer:
+            for name, image in images.items():
+                self.writer.add_image(f"{prefix}/{name}", image, step)
+
+    def text(self, tag: str, text: str) -> None:
+        if self.writer:
+            self.writer.add_text(tag, f"```\n{text}\n```")
+
+    def close(self) -> None:
+        if self.writer:
+            self.writer.close()
+
+
+def table(rows: list[dict[str, object]], columns: list[str]) -> str:
+    """A fixed-width text table (floats with 4 decimals)."""
+
+    def cell(value):
+        return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+    cells = [[cell(row.get(c, "")) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in cells]
+    return "\n".join(lines)

@@ -1,0 +1,26 @@
+"""Learning-rate schedule (SPEC 6.3): linear warm-up from 0, then constant or cosine to ``min_lr``.
+
+A pure function of the optimizer step (counted at the global batch), so resuming needs no scheduler state.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ginr.config import OptimConfig
+
+
+def learning_rate(step: int, optim: OptimConfig, steps_per_epoch: int, total_steps: int) -> float:
+    """The learning rate of optimizer step ``step`` (0-based).
+
+    Warm-up: ``lr * step / warm`` while ``step <= warm`` with ``warm = warmup_epochs * steps_per_epoch``; the first
+    step runs at lr 0, as the reference's (quirk 8). Afterwards the lr stays at ``lr`` unless ``min_lr`` is set,
+    in which case it follows a half cosine from ``lr`` to ``min_lr`` over the remaining steps.
+    """
+    warm = optim.warmup_epochs * steps_per_epoch
+    if warm > 0 and step <= warm:
+        return optim.lr * step / warm
+    if optim.min_lr is None:
+        return optim.lr
+    progress = min(1.0, (step - warm) / max(1.0, total_steps - warm))
+    return optim.min_lr + (optim.lr - optim.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))

@@ -1,0 +1,224 @@
+"""Train a generalizable INR.
+
+    accelerate launch recipes/train.py --model ipc-meta [--data photos] [--optim.lr 1e-4 ...]
+    accelerate launch recipes/train.py --resume runs/<run>          # continue exactly where it stopped
+
+Reads top to bottom: config, accelerator, data, model, optimizer, (resume), loop, evaluation, checkpoints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import sys
+import time
+
+import torch
+from tqdm.auto import tqdm
+
+from ginr import cli, models
+from ginr.data import BatchPlan, EvalBatchSampler, TrainBatchSampler, eval_dataset, make_loader, train_dataset
+from ginr.module import ParamsModule
+from ginr.pytree import unflatten
+from ginr.train import checkpoint, schedule, setup
+from ginr.train.ema import init_ema, update_ema
+from ginr.train.evaluate import evaluate
+from ginr.train.logger import RunLogger, table
+from ginr.train.objective import reconstruction_objective
+
+
+def say(accelerator, message: str) -> None:
+    """Print on the main process without breaking the progress bar."""
+    if accelerator.is_main_process:
+        tqdm.write(message)
+
+
+def named_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {**dict(module.named_parameters()), **dict(module.named_buffers())}
+
+
+def main(argv: list[str] | None = None) -> None:
+    config, resume = cli.parse_train_args(argv)
+    accelerator = setup.make_accelerator(config.train)
+    train_cfg = config.train
+    try:
+        plan = BatchPlan.derive(train_cfg.batch_size, accelerator.num_processes, train_cfg.grad_accumulation)
+        run_dir = setup.run_folder(config, resume, accelerator)
+    except (ValueError, FileExistsError) as error:
+        cli.fail(str(error))
+    say(accelerator, f"run folder: {run_dir}")
+
+    # ---- data -------------------------------------------------------------------------------------------------
+    train_set, eval_set = train_dataset(config.data), eval_dataset(config.data)
+    steps_per_epoch = TrainBatchSampler.steps_per_epoch(len(train_set), plan)
+    if steps_per_epoch == 0:
+        cli.fail(
+            f"the training split has {len(train_set)} instances, fewer than one global batch ({plan.global_batch})"
+        )
+    total_steps = steps_per_epoch * train_cfg.epochs
+    if train_cfg.max_steps is not None:
+        total_steps = min(total_steps, train_cfg.max_steps)
+    eval_batch = max(1, (train_cfg.eval_batch_size or train_cfg.batch_size) // accelerator.num_processes)
+    eval_loader = make_loader(
+        eval_set,
+        EvalBatchSampler(len(eval_set), eval_batch, accelerator.num_processes, accelerator.process_index),
+        config.data.num_workers,
+    )
+
+    # ---- model and optimizer ----------------------------------------------------------------------------------
+    model = models.build(config.model_name, config.model)
+    params = model.init(torch.Generator().manual_seed(train_cfg.seed))
+    objective = functools.partial(reconstruction_objective, coord_range=config.data.coord_range)
+    module = ParamsModule(model, params, objective=objective)
+    optim = config.optim
+    optimizer = torch.optim.Adam(
+        module.parameters(), lr=optim.lr, betas=optim.betas, eps=optim.eps, weight_decay=optim.weight_decay
+    )
+    module, optimizer = accelerator.prepare(module, optimizer)
+    holder = accelerator.unwrap_model(module)
+    ema = init_ema(named_state(holder)) if train_cfg.ema else None
+
+    step, history = 0, []
+    if resume is not None:
+        latest = checkpoint.latest(run_dir)
+        if latest is None:
+            cli.fail(f"--resume {run_dir}: no complete checkpoint in {run_dir / 'checkpoints'}")
+        state, ema_state = checkpoint.restore(latest, accelerator=accelerator, module=module, optimizer=optimizer)
+        step, history = state["step"], state.get("eval_history", [])
+        ema = ema_state if ema_state is not None else ema
+        say(accelerator, f"resumed from {latest} at step {step}")
+    logger = RunLogger(run_dir, accelerator.is_main_process)
+    n_params = sum(p.numel() for p in holder.parameters())
+    say(
+        accelerator,
+        f"{config.model_name} on {config.data_name}: {n_params / 1e6:.3f} M parameters, {len(train_set)} train / "
+        f"{len(eval_set)} eval instances, global batch {plan.global_batch} = {plan.micro_batch} x "
+        f"{plan.num_processes} process(es) x {plan.accumulation}, {steps_per_epoch} steps/epoch, {total_steps} steps",
+    )
+
+    def run_eval(at_step: int) -> None:
+        holder.eval()
+        rows = {"": holder.tree()}
+        if ema is not None:
+            rows["ema"] = unflatten(ema)
+        for suffix, weights in rows.items():
+            result = evaluate(model, weights, eval_loader, accelerator=accelerator, coord_range=config.data.coord_range)
+            tag = "eval" + (f"_{suffix}" if suffix else "")
+            logger.scalars(tag, result.metrics, at_step)
+            if len(history) % train_cfg.image_every == 0:
+                logger.images(tag, result.images, at_step)
+            history.append(
+                {
+                    "step": at_step,
+                    "epoch": round(at_step / steps_per_epoch, 3),
+                    "weights": suffix or "raw",
+                    **{k: v for k, v in result.metrics.items() if not k.startswith("inner")},
+                }
+            )
+            say(
+                accelerator,
+                f"[eval {tag} @ step {at_step}] "
+                + ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items() if k != "count"),
+            )
+        holder.train()
+
+    def save(at_step: int) -> None:
+        trainer_state = {
+            "epoch": at_step // steps_per_epoch,
+            "step_in_epoch": at_step % steps_per_epoch,
+            "num_processes": accelerator.num_processes,
+            "global_batch": plan.global_batch,
+            "micro_batch": plan.micro_batch,
+            "accumulation": plan.accumulation,
+            "eval_history": history,
+        }
+        path = checkpoint.save(
+            run_dir,
+            at_step,
+            accelerator=accelerator,
+            config=config,
+            params=holder.tree(),
+            optimizer=optimizer,
+            trainer_state=trainer_state,
+            ema=ema,
+            keep=train_cfg.keep_checkpoints,
+        )
+        say(accelerator, f"checkpoint: {path}")
+
+    # ---- training loop ----------------------------------------------------------------------------------------
+    if step == 0 and train_cfg.eval_at_start:
+        run_eval(0)
+    saved_at = step if resume is not None else None
+    bar = tqdm(total=total_steps, initial=step, disable=not accelerator.is_local_main_process, dynamic_ncols=True)
+    while step < total_steps:
+        epoch, start = divmod(step, steps_per_epoch)
+        sampler = TrainBatchSampler(len(train_set), plan, accelerator.process_index, train_cfg.seed, epoch, start)
+        batches = iter(make_loader(train_set, sampler, config.data.num_workers))
+        for _ in range(start, steps_per_epoch):
+            tick = time.perf_counter()
+            lr = schedule.learning_rate(step, optim, steps_per_epoch, total_steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            sums = {}
+            for micro in range(plan.accumulation):
+                signal = next(batches).to(accelerator.device, non_blocking=True)
+                sync = micro == plan.accumulation - 1
+                with contextlib.nullcontext() if sync else accelerator.no_sync(module):
+                    out = module(signal)
+                    accelerator.backward(out["loss"] / plan.accumulation)
+                for name in ("psnr", "mse", "inner_mse"):
+                    if name in out:
+                        sums[name] = sums.get(name, 0) + out[name].mean(dim=0) / plan.accumulation
+            if optim.max_grad_norm is not None:
+                accelerator.clip_grad_norm_(module.parameters(), optim.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            if ema is not None:
+                update_ema(ema, named_state(holder), train_cfg.ema, step)
+            images_per_s = plan.global_batch / (time.perf_counter() - tick)
+            if step % train_cfg.log_every == 0 or step == total_steps:
+                logged = {k: accelerator.reduce(v.detach(), reduction="mean") for k, v in sums.items()}
+                scalars = {
+                    "loss": float(logged["mse"]),
+                    "psnr": float(logged["psnr"]),
+                    "lr": lr,
+                    "img_per_s": images_per_s,
+                }
+                if "inner_mse" in logged:
+                    for t, value in enumerate((-10 * torch.log10(logged["inner_mse"])).tolist()):
+                        scalars[f"inner_psnr/{t}"] = value
+                logger.scalars("train", scalars, step)
+                bar.set_postfix(
+                    loss=f"{scalars['loss']:.4f}", psnr=f"{scalars['psnr']:.2f}", img_s=f"{images_per_s:.1f}"
+                )
+            bar.update(1)
+            if step >= total_steps:
+                break
+        epochs_done = step // steps_per_epoch
+        if step % steps_per_epoch == 0 and step < total_steps:
+            if epochs_done % train_cfg.eval_every == 0:
+                run_eval(step)
+            if epochs_done % train_cfg.checkpoint_every == 0:
+                save(step)
+                saved_at = step
+    bar.close()
+
+    # ---- the end: always evaluate and checkpoint --------------------------------------------------------------
+    if not history or history[-1]["step"] != step:
+        run_eval(step)
+    if saved_at != step:
+        save(step)
+    columns = ["step", "epoch", "weights", "psnr", "ssim", "mse", "count"]
+    summary = table(history, [c for c in columns if any(c in row for row in history)])
+    say(accelerator, "\nevaluation on the held-out split:\n" + summary)
+    logger.text("eval/summary", summary)
+    if accelerator.is_main_process:
+        (run_dir / "eval_metrics.json").write_text(json.dumps(history, indent=2))
+    logger.close()
+    accelerator.end_training()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
