@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
             )
             say(
                 accelerator,
-                f"[eval {tag} @ step {at_step}] "
+                f"[{tag} @ step {at_step}] "
                 + ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items() if k != "count"),
             )
         holder.train()
@@ -150,7 +150,13 @@ def main(argv: list[str] | None = None) -> None:
     if step == 0 and train_cfg.eval_at_start:
         run_eval(0)
     saved_at = step if resume is not None else None
-    bar = tqdm(total=total_steps, initial=step, disable=not accelerator.is_local_main_process, dynamic_ncols=True)
+    bar = tqdm(
+        total=total_steps,
+        initial=step,
+        disable=not accelerator.is_local_main_process,
+        dynamic_ncols=True,
+        mininterval=1.0 if sys.stderr.isatty() else 30.0,  # keep log files readable
+    )
     while step < total_steps:
         epoch, start = divmod(step, steps_per_epoch)
         sampler = TrainBatchSampler(len(train_set), plan, accelerator.process_index, train_cfg.seed, epoch, start)

@@ -16,7 +16,9 @@ from safetensors.torch import load_file
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def launch(args: list[str], config: str = "cpu.yaml", timeout: int = 600) -> subprocess.CompletedProcess:
+def launch(
+    args: list[str], config: str = "cpu.yaml", timeout: int = 600, recipe: str = "train.py"
+) -> subprocess.CompletedProcess:
     command = [
         sys.executable,
         "-m",
@@ -30,7 +32,7 @@ def launch(args: list[str], config: str = "cpu.yaml", timeout: int = 600) -> sub
             command += ["--main_process_port", str(s.getsockname()[1])]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [*command, str(ROOT / "recipes" / "train.py"), *args], capture_output=True, text=True, timeout=timeout, env=env
+        [*command, str(ROOT / "recipes" / recipe), *args], capture_output=True, text=True, timeout=timeout, env=env
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
@@ -52,6 +54,11 @@ def test_train_writes_checkpoints_events_and_the_eval_table(tmp_path, image_fold
     history = json.loads((run / "eval_metrics.json").read_text())
     assert [row["step"] for row in history] == [0, 4, 8] and all(row["count"] == 4 for row in history)
     assert "evaluation on the held-out split" in result.stdout + result.stderr
+
+    result = launch([str(run), "--out", str(tmp_path / "eval.json")], recipe="eval.py")
+    evaluated = json.loads((tmp_path / "eval.json").read_text())
+    assert evaluated["count"] == 4 and evaluated["psnr"] == history[-1]["psnr"]  # same weights, same numbers
+    assert "psnr" in result.stdout
 
 
 def test_resume_after_a_stop_equals_an_uninterrupted_run(tmp_path, image_folder):

@@ -86,7 +86,7 @@ def evaluate(
     out = {name: float(value) / count for name, value in result.items() if value.numel() == 1}
     for step, value in enumerate(result.get("inner_psnr", torch.zeros(0)).tolist()):
         out[f"inner_psnr/{step}"] = value / count
-    out["count"] = count
+    out["count"] = int(count)
     return EvalResult(metrics=out, images=images)
 
 

@@ -37,10 +37,10 @@ class RunLogger:
 
 
 def table(rows: list[dict[str, object]], columns: list[str]) -> str:
-    """A fixed-width text table (floats with 4 decimals)."""
+    """A fixed-width text table (floats with up to 4 decimals)."""
 
     def cell(value):
-        return f"{value:.4f}" if isinstance(value, float) else str(value)
+        return f"{value:.4f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
 
     cells = [[cell(row.get(c, "")) for c in columns] for row in rows]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]

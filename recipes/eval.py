@@ -1,0 +1,82 @@
+"""Evaluate a trained model on a held-out split and print the metrics table.
+
+    accelerate launch recipes/eval.py runs/<run>                     # newest complete checkpoint of a run
+    accelerate launch recipes/eval.py runs/<run>/checkpoints/step-00000500 --n-steps 5
+    accelerate launch recipes/eval.py user/ginr-model --data-path /data/imagenette2-320    # a Hub repo id
+
+The model's config.json says which data it was trained on; ``--data-path`` and ``--split`` point elsewhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import tyro
+from accelerate import Accelerator
+
+from ginr import from_pretrained
+from ginr.data import EvalBatchSampler, eval_dataset, make_loader
+from ginr.pytree import tree_map
+from ginr.train import checkpoint
+from ginr.train.evaluate import evaluate
+from ginr.train.logger import table
+
+
+@dataclasses.dataclass
+class Args:
+    model: tyro.conf.Positional[str]
+    """A run folder, a checkpoint folder, a model folder or a Hugging Face Hub repo id."""
+    split: str | None = None
+    """Split to evaluate; None: the config's held-out split."""
+    data_path: str | None = None
+    """Where the data lives, if not where the model was trained from."""
+    n_steps: int | None = None
+    """Inner steps (meta-learned models); None: the config's eval_inner_steps or n_inner_steps."""
+    batch_size: int = 16
+    """Global evaluation batch."""
+    revision: str | None = None
+    """Hub revision (branch, tag or commit) when MODEL is a repo id."""
+    out: str | None = None
+    """Also write the metrics to this JSON file."""
+
+
+def model_folder(source: str) -> str:
+    """A run folder resolves to its newest complete checkpoint's model; a checkpoint folder to its model."""
+    path = Path(source)
+    if (path / "checkpoints").is_dir():
+        latest = checkpoint.latest(path)
+        if latest is None:
+            raise SystemExit(f"error: {path} has no complete checkpoint")
+        path = latest
+    if (path / "model" / "config.json").is_file():
+        return str(path / "model")
+    return source
+
+
+def main(args: Args) -> None:
+    accelerator = Accelerator()
+    loaded = from_pretrained(model_folder(args.model), revision=args.revision)
+    data = loaded.config.data
+    if args.data_path is not None:
+        data = dataclasses.replace(data, path=args.data_path)
+    dataset = eval_dataset(data, args.split)
+    batch = max(1, args.batch_size // accelerator.num_processes)
+    loader = make_loader(
+        dataset,
+        EvalBatchSampler(len(dataset), batch, accelerator.num_processes, accelerator.process_index),
+        data.num_workers,
+    )
+    params = tree_map(lambda t: t.detach().to(accelerator.device), loaded.params)
+    result = evaluate(
+        loaded.model, params, loader, accelerator=accelerator, coord_range=data.coord_range, n_steps=args.n_steps
+    )
+    row = {"model": args.model, "split": args.split or data.eval_split, **result.metrics}
+    accelerator.print(table([row], list(row)))
+    if args.out and accelerator.is_main_process:
+        Path(args.out).write_text(json.dumps(row, indent=2))
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
