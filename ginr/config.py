@@ -98,9 +98,9 @@ class MetaINRConfig:
 class DataConfig:
     """Where the signals come from and how they become training examples."""
 
-    source: Literal["photos", "imagefolder", "ffhq"] = "photos"
-    """'photos': tiles of the photographs in scikit-image (no download); 'imagefolder': <path>/<split>/[<class>/]*;
-    'ffhq': a flat folder of NNNNN.png split by the reference's list files."""
+    source: Literal["photos", "imagefolder", "audiofolder", "ffhq"] = "photos"
+    """'photos': tiles of the photographs in scikit-image (no download); 'imagefolder' / 'audiofolder':
+    <path>/<split>/[<class>/]*; 'ffhq': a flat folder of NNNNN.png split by the reference's list files."""
     path: str | None = None
     """Folder of the data; unused by 'photos'."""
     split_lists: str | None = None
@@ -113,6 +113,10 @@ class DataConfig:
     """Images are resized (shorter side) and centre-cropped to resolution x resolution."""
     train_transform: Literal["resize_center_crop", "random_crop_flip"] = "resize_center_crop"
     """Training transform; random_crop_flip crops at native scale and flips (ImageNette, SPEC 7, quirk 16)."""
+    sample_rate: int = 16000
+    """Audio is resampled to this rate (Hz)."""
+    clip_seconds: float = 1.0
+    """Audio clips are cut to this length: a random window in training, the start in evaluation, zero-padded."""
     coord_range: tuple[float, float] = (-1.0, 1.0)
     """Coordinates span this interval on every axis (pixel centres, SPEC 4.1)."""
     num_workers: int = 0
@@ -296,6 +300,13 @@ def validate(config: Config) -> None:
     )
     need(train.ema is None or 0 < train.ema < 1, "--train.ema", "must be in (0, 1) or None", train.ema)
     need(data.resolution > 0, "--data.resolution", "must be > 0", data.resolution)
+    need(data.sample_rate > 0, "--data.sample-rate", "must be > 0", data.sample_rate)
+    need(
+        data.clip_seconds * data.sample_rate >= 1,
+        "--data.clip-seconds",
+        "must give at least one sample",
+        data.clip_seconds,
+    )
     need(data.coord_range[0] < data.coord_range[1], "--data.coord-range", "needs lo < hi", data.coord_range)
     need(data.num_workers >= 0, "--data.num-workers", "must be >= 0", data.num_workers)
     if problems:

@@ -33,6 +33,25 @@ def write_image_folder(root, n_train: int = 16, n_eval: int = 4, size: int = 12,
     return root
 
 
+def write_audio_folder(root, n_train: int = 8, n_eval: int = 2, seconds: float = 0.02, rate: int = 8000, seed: int = 0):
+    """``root/train/*.wav`` and ``root/validation/*.wav``: short chirps at ``rate`` Hz."""
+    import soundfile
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    for split, count in (("train", n_train), ("validation", n_eval)):
+        (root / split).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            wave = 0.5 * np.sin(2 * np.pi * rng.uniform(100, 400) * t * (1 + 5 * t))
+            soundfile.write(root / split / f"{i:03d}.wav", wave.astype(np.float32), rate)
+    return root
+
+
+@pytest.fixture(scope="session")
+def audio_folder(tmp_path_factory):
+    return write_audio_folder(tmp_path_factory.mktemp("audio"))
+
+
 @pytest.fixture(scope="session")
 def image_folder(tmp_path_factory):
     return write_image_folder(tmp_path_factory.mktemp("images"))

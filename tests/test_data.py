@@ -31,6 +31,18 @@ def test_image_folder_splits(image_folder):
     assert train[(0, 123)].shape == (8, 8, 3)
 
 
+def test_audio_folder_is_decoded_resampled_and_cropped(audio_folder):
+    config = DataConfig(source="audiofolder", path=str(audio_folder), sample_rate=16000, clip_seconds=0.01)
+    train, held_out = train_dataset(config), eval_dataset(config)
+    assert (len(train), len(held_out)) == (8, 2)
+    clip = held_out[0]
+    assert clip.shape == (160, 1) and clip.abs().max() <= 1
+    assert 0.3 < clip.abs().max() < 0.6  # the 0.5-amplitude chirp, upsampled from 8 kHz
+    assert torch.equal(train[(0, 5)], train[(0, 5)]) and not torch.equal(train[(0, 5)], held_out[0])
+    padded = eval_dataset(DataConfig(source="audiofolder", path=str(audio_folder), clip_seconds=0.05))[0]
+    assert padded.shape == (800, 1) and not padded[640:].any()  # 0.02 s of audio, zero-padded to 0.05 s
+
+
 def test_missing_folder_is_named(tmp_path):
     config = DataConfig(source="imagefolder", path=str(tmp_path / "nope"))
     with pytest.raises(FileNotFoundError, match="--data.path=.*nope: no such folder"):

@@ -62,12 +62,16 @@ def test_train_writes_checkpoints_events_and_the_eval_table(tmp_path, image_fold
 
 
 def test_resume_after_a_stop_equals_an_uninterrupted_run(tmp_path, image_folder):
-    launch(tiny_train_flags(image_folder, tmp_path, "whole"))
-    launch([*tiny_train_flags(image_folder, tmp_path, "stopped"), "--train.max-steps", "5"])
+    """With EMA and gradient clipping on, so their state is part of what must resume exactly."""
+    extras = ["--train.ema", "0.9", "--optim.max-grad-norm", "0.05"]
+    launch([*tiny_train_flags(image_folder, tmp_path, "whole"), *extras])
+    launch([*tiny_train_flags(image_folder, tmp_path, "stopped"), *extras, "--train.max-steps", "5"])
     stopped = tmp_path / "stopped"
     assert (stopped / "checkpoints" / "step-00000005").is_dir()
     launch(["--resume", str(stopped), "--train.max-steps", "None"])
-    for name in ("model/model.safetensors", "optimizer.safetensors"):
+    history = json.loads((stopped / "eval_metrics.json").read_text())
+    assert {row["weights"] for row in history} == {"raw", "ema"}
+    for name in ("model/model.safetensors", "optimizer.safetensors", "ema.safetensors"):
         whole, resumed = checkpoint_tensors(tmp_path / "whole", 8, name), checkpoint_tensors(stopped, 8, name)
         assert whole.keys() == resumed.keys()
         for key in whole:
@@ -91,3 +95,18 @@ def test_two_processes_give_the_outer_gradients_of_one(tmp_path, image_folder):
         a, b = one_state[key], two_state[key]
         assert a.abs().max() > 0
         assert (a - b).norm() <= 1e-6 * a.norm(), key
+
+
+def test_a_meta_model_trains_on_an_audio_folder(tmp_path, audio_folder):
+    """The same hyponet and recipe on 1-D signals: 160-sample clips resampled from 8 kHz files."""
+    flags = [
+        "--model", "ipc-meta", "--data.source", "audiofolder", "--data.path", str(audio_folder),
+        "--data.clip-seconds", "0.01", "--model.hyponet.input-dim", "1", "--model.hyponet.output-dim", "1",
+        "--model.hyponet.output-bias", "0", "--model.hyponet.hidden-dim", "16", "--model.hyponet.fourier.dim", "8",
+        "--model.rank", "16", "--train.batch-size", "4", "--train.epochs", "1",
+        "--train.out-dir", str(tmp_path), "--train.run-name", "audio",
+    ]  # fmt: skip
+    launch(flags)
+    history = json.loads((tmp_path / "audio" / "eval_metrics.json").read_text())
+    assert [row["step"] for row in history] == [0, 2] and history[-1]["count"] == 2
+    assert "ssim" not in history[-1] and history[-1]["psnr"] > 0

@@ -10,18 +10,18 @@ Each sample index travels with its own seed for random transforms. Evaluation: p
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import datasets
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ginr.data.transforms import ImageTransform
 
+class Signals(Dataset):
+    """Items ``(index, seed)`` (or a bare index) of a split -> channels-last tensors, ``transform(entry, seed)``:
+    (H, W, 3) images in [0, 1] or (T, 1) audio in [-1, 1]."""
 
-class ImageSignals(Dataset):
-    """Items ``(index, seed)`` (or a bare index) of an image split -> (H, W, 3) float tensors in [0, 1]."""
-
-    def __init__(self, split: datasets.Dataset, transform: ImageTransform, column: str = "image"):
+    def __init__(self, split: datasets.Dataset, transform: Callable, column: str):
         if column not in split.column_names:
             raise ValueError(f"the data has no {column!r} column (columns: {split.column_names})")
         self.split = split
@@ -34,8 +34,7 @@ class ImageSignals(Dataset):
     def __getitem__(self, key) -> torch.Tensor:
         index, seed = key if isinstance(key, tuple) else (key, None)
         try:
-            image = self.split[int(index)][self.column]
-            return self.transform(image, seed)
+            return self.transform(self.split[int(index)][self.column], seed)
         except Exception as error:  # name the file behind a worker's stack trace
             raise RuntimeError(
                 f"cannot load sample {index} ({_describe(self.split, index, self.column)}): {error}"
@@ -44,8 +43,9 @@ class ImageSignals(Dataset):
 
 def _describe(split: datasets.Dataset, index: int, column: str) -> str:
     try:
-        raw = split.cast_column(column, datasets.Image(decode=False))[int(index)][column]
-        return raw.get("path") or "in-memory image"
+        feature = split.features[column]
+        raw = split.cast_column(column, type(feature)(decode=False))[int(index)][column]
+        return raw.get("path") or "in-memory data"
     except Exception:
         return "unreadable entry"
 

@@ -1,6 +1,7 @@
-"""Where the images come from: the embedded photos, a local ``imagefolder``, or FFHQ by its split lists (SPEC 7).
+"""Where the signals come from: the embedded photos, a local ``imagefolder`` or ``audiofolder``, or FFHQ by its split
+lists (SPEC 7).
 
-Every source returns ``datasets.Dataset`` splits with an ``image`` column.
+Every source returns ``datasets.Dataset`` splits with an ``image`` column (``audio`` for audiofolder).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def _existing_folder(path: str | None, field: str) -> Path:
 
 
 def load_split(config: DataConfig, split: str) -> datasets.Dataset:
-    """The ``split`` of the configured source as a ``datasets.Dataset`` with an ``image`` column."""
+    """The ``split`` of the configured source as a ``datasets.Dataset`` with an ``image`` or ``audio`` column."""
     if config.source == "photos":
         splits = load_photos(config.resolution)
     elif config.source == "imagefolder":
@@ -37,6 +38,8 @@ def load_split(config: DataConfig, split: str) -> datasets.Dataset:
                 f"--data.path={folder}: no images found in the imagefolder layout <path>/<split>/[<class>/]*.png "
                 f"({error})"
             ) from error
+    elif config.source == "audiofolder":
+        splits = _scan_audio_folder(_existing_folder(config.path, "--data.path"))
     elif config.source == "ffhq":
         return _load_ffhq(config, split)
     else:
@@ -44,6 +47,30 @@ def load_split(config: DataConfig, split: str) -> datasets.Dataset:
     if split not in splits:
         raise ValueError(f"split {split!r} not found in data.source={config.source}; it has {sorted(splits)}")
     return splits[split]
+
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+SPLIT_ALIASES = {"val": "validation", "valid": "validation", "dev": "validation"}
+
+
+def _scan_audio_folder(folder: Path) -> dict[str, datasets.Dataset]:
+    """``<folder>/<split>/**/*.wav|flac|...`` in sorted order, as ``audio`` entries ``{path, bytes}``.
+
+    ``datasets``' own audiofolder builder needs torchcodec (and FFmpeg) even to list files, so ginr lists them itself;
+    soundfile decodes them later.
+    """
+    splits = {}
+    for split_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
+        files = sorted(str(p) for p in split_dir.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
+        if files:
+            name = SPLIT_ALIASES.get(split_dir.name, split_dir.name)
+            splits[name] = datasets.Dataset.from_dict({"audio": [{"path": f, "bytes": None} for f in files]})
+    if not splits:
+        raise FileNotFoundError(
+            f"--data.path={folder}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) in the audiofolder layout "
+            "<path>/<split>/[<class>/]*.wav"
+        )
+    return splits
 
 
 def _load_ffhq(config: DataConfig, split: str) -> datasets.Dataset:

@@ -1,0 +1,62 @@
+"""Training pieces in-process: EMA, the precision policy, the params holder."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+import ginr
+from ginr import presets
+from ginr.models import build
+from ginr.module import ParamsModule
+from ginr.pytree import flatten
+from ginr.train.ema import init_ema, update_ema
+from ginr.train.objective import reconstruction_objective
+
+
+def test_ema_follows_the_warmed_up_decay():
+    weights = {"w": torch.zeros(3)}
+    ema = init_ema(weights)
+    weights["w"] += 1.0
+    update_ema(ema, weights, decay=0.999, step=0)  # mu = min(0.999, 1/10) = 0.1
+    assert torch.allclose(ema["w"], torch.full((3,), 0.9))
+    update_ema(ema, weights, decay=0.5, step=1000)  # mu = 0.5
+    assert torch.allclose(ema["w"], torch.full((3,), 0.95))
+
+
+def tiny():
+    config = presets.resolve("ipc-meta", "photos")
+    hyponet = dataclasses.replace(
+        config.model.hyponet, hidden_dim=(16,), fourier=dataclasses.replace(config.model.hyponet.fourier, dim=8)
+    )
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, hyponet=hyponet, rank=(16,)))
+
+
+def test_bf16_autocast_stays_close_to_fp32_with_fp32_loss():
+    config = tiny()
+    model = build(config.model_name, config.model)
+    params = model.init(torch.Generator().manual_seed(0))
+    signal = torch.rand(3, 8, 8, 3, generator=torch.Generator().manual_seed(1))
+    exact = reconstruction_objective(model, params, signal, coord_range=(-1, 1))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = reconstruction_objective(model, params, signal, coord_range=(-1, 1))
+    assert low["loss"].dtype == torch.float32  # the loss and metrics stay in fp32
+    assert low["loss"].item() == pytest.approx(exact["loss"].item(), rel=0.05)
+    assert low["loss"].item() != exact["loss"].item()  # autocast really ran in bf16
+    low["loss"].backward()
+    assert all(torch.isfinite(leaf.grad).all() for leaf in flatten(params).values() if leaf.grad is not None)
+
+
+def test_holder_exposes_the_pytree_as_parameters_and_buffers():
+    config = tiny()
+    params = ginr.init(config, torch.Generator().manual_seed(0))
+    module = ParamsModule(build(config.model_name, config.model), params)
+    assert [name for name, _ in module.named_buffers()] == ["hyponet.fourier.frequencies"]
+    names = {name for name, _ in module.named_parameters()}
+    assert names == set(flatten(params)) - {"hyponet.fourier.frequencies"}
+    tree = module.tree()
+    assert tree["factors"]["init"]["1"] is module.factors.init.get_parameter("1")
+    with pytest.raises(RuntimeError, match="without an objective"):
+        module(torch.rand(1, 8, 8, 3))
