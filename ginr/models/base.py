@@ -36,6 +36,9 @@ class Model(Protocol):
 
     def init(self, generator: torch.Generator | None) -> dict: ...
 
+    def check_signal(self, shape: tuple[int, ...], channels: int) -> None:
+        """Raise ValueError (naming the flag) if signals of spatial ``shape`` and ``channels`` cannot be modelled."""
+
     def encode(
         self,
         params: dict,

@@ -25,6 +25,7 @@ from torch.func import grad, vmap
 from ginr import metrics
 from ginr.config import MetaINRConfig
 from ginr.models.base import Encoding
+from ginr.models.composer import Composer
 from ginr.nn import hyponet
 from ginr.pytree import tree_map
 
@@ -37,21 +38,15 @@ class MetaINR:
         shapes = hyponet.layer_shapes(config.hyponet)
         n_layer = config.hyponet.n_layer
         layers = tuple(range(n_layer)) if config.modulated_layers is None else tuple(sorted(config.modulated_layers))
-        if not layers or any(not 0 <= k < n_layer for k in layers) or len(set(layers)) != len(layers):
-            raise ValueError(
-                f"--model.modulated-layers={config.modulated_layers} must name distinct layers in 0..{n_layer - 1}"
-            )
+        self.composer = Composer(
+            config.hyponet, layers, "factorized" if config.factorized else "full", config.vmap_chunk_size
+        )
         if len(config.rank) not in (1, len(layers)):
             raise ValueError(f"--model.rank={config.rank}: give 1 value or one per modulated layer ({len(layers)})")
         if config.n_inner_steps < 0 or (config.eval_inner_steps or 0) < 0:
             raise ValueError("--model.n-inner-steps and --model.eval-inner-steps must be >= 0")
         if config.inner_lr <= 0:
             raise ValueError(f"--model.inner-lr={config.inner_lr} must be > 0")
-        if config.vmap_chunk_size is not None and config.vmap_chunk_size < 1:
-            raise ValueError(f"--model.vmap-chunk-size={config.vmap_chunk_size} must be >= 1 or None")
-        self.layers = layers
-        self.names = tuple(str(k) for k in layers)
-        self.prefix_stop = layers[0]
         self.ranks = {}
         for i, k in enumerate(layers):
             fan_out = shapes[k][1]
@@ -59,6 +54,18 @@ class MetaINR:
             if rank < 1 or (len(config.rank) > 1 and rank > fan_out):
                 raise ValueError(f"--model.rank: {rank} for layer {k} must be in 1..{fan_out} (its fan-out)")
             self.ranks[str(k)] = min(rank, fan_out)  # a single broadcast rank is clipped per layer (SPEC 2.4)
+
+    @property
+    def layers(self) -> tuple[int, ...]:
+        return self.composer.layers
+
+    def check_signal(self, shape: tuple[int, ...], channels: int) -> None:
+        """Refuse data whose dimension or channels the hyponet does not produce."""
+        hyponet.check_signal(self.config.hyponet, shape, channels)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.composer.names
 
     # ---- params -------------------------------------------------------------------------------------------------
 
@@ -83,22 +90,6 @@ class MetaINR:
 
     # ---- one instance -------------------------------------------------------------------------------------------
 
-    def compose(self, params: dict, factors: dict) -> dict:
-        """Per-layer instance weights: ``V U`` (factorized) or ``V``."""
-        if not self.config.factorized:
-            return dict(factors)
-        shared = params["factors"]["shared"]
-        return {name: factors[name] @ shared[name] for name in self.names}
-
-    def decode_hidden(self, params: dict, factors: dict, hidden: torch.Tensor) -> torch.Tensor:
-        """One instance's output from the shared prefix ``hidden`` (N, fi) of the first modulated layer."""
-        weights = self.compose(params, factors)
-        return hyponet.forward_suffix(params["hyponet"], self.config.hyponet, hidden, weights, self.prefix_stop)
-
-    def prefix(self, params: dict, coords: torch.Tensor) -> torch.Tensor:
-        """Fourier features and the unmodulated layers before the first modulated one."""
-        return hyponet.forward_prefix(params["hyponet"], self.config.hyponet, coords, self.prefix_stop)
-
     def adapt(
         self,
         params: dict,
@@ -110,13 +101,14 @@ class MetaINR:
     ):
         """The inner loop for one instance: ``n_steps`` SGD steps on ``V`` from ``V0`` (Algorithm 1, SPEC 2.4).
 
-        Returns the adapted factors, the MSE before each step (n_steps,) and the factors before each step and after
-        the last (an empty list unless ``keep_trajectory``).
+        ``hidden`` is the shared prefix output on the instance's full grid. Returns the adapted factors, the MSE
+        before each step (n_steps,) and the factors before each step and after the last (an empty list unless
+        ``keep_trajectory``).
         """
         config = self.config
 
         def inner_loss(factors):
-            loss = metrics.mse(self.decode_hidden(params, factors, hidden), target)
+            loss = metrics.mse(self.composer.decode_hidden(params, factors, hidden), target)
             return loss, loss.detach()
 
         factors = dict(params["factors"]["init"])
@@ -159,7 +151,7 @@ class MetaINR:
         if n_steps is None:
             n_steps = config.n_inner_steps if training or config.eval_inner_steps is None else config.eval_inner_steps
         target = signal.flatten(1, -2)
-        hidden = self.prefix(params, coords.flatten(0, -2))
+        hidden = self.composer.prefix(params, coords.flatten(0, -2))
         adapt = vmap(
             lambda t: self.adapt(params, hidden, t, n_steps, config.first_order, keep_trajectory),
             chunk_size=config.vmap_chunk_size,
@@ -168,11 +160,5 @@ class MetaINR:
         return Encoding(modulation=factors, inner_mse=inner_mse, trajectory=trajectory or None)
 
     def decode(self, params: dict, modulation: dict, coords: torch.Tensor) -> torch.Tensor:
-        """Values (B, N, C) at ``coords`` (N, D) shared by the batch (prefix computed once) or (B, N, D)."""
-        chunk = self.config.vmap_chunk_size
-        if coords.dim() == 2:
-            hidden = self.prefix(params, coords)
-            return vmap(lambda f: self.decode_hidden(params, f, hidden), chunk_size=chunk)(modulation)
-        return vmap(lambda f, c: self.decode_hidden(params, f, self.prefix(params, c)), chunk_size=chunk)(
-            modulation, coords
-        )
+        """Values (B, N, C) at ``coords`` (N, D) shared by the batch or (B, N, D) (see :class:`Composer`)."""
+        return self.composer.decode(params, modulation, coords)

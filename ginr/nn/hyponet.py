@@ -53,6 +53,15 @@ def validate(config: HyponetConfig) -> None:
         )
 
 
+def check_signal(config: HyponetConfig, shape: tuple[int, ...], channels: int) -> None:
+    """The hyponet maps ``input_dim``-D coordinates to ``output_dim`` values; refuse data of another shape."""
+    if len(shape) != config.input_dim or channels != config.output_dim:
+        raise ValueError(
+            f"the data gives {len(shape)}-D signals with {channels} channel(s), but --model.hyponet.input-dim="
+            f"{config.input_dim} and --model.hyponet.output-dim={config.output_dim}"
+        )
+
+
 def layer_shapes(config: HyponetConfig) -> list[tuple[int, int]]:
     """``(fan_in, fan_out)`` of each layer; the first fan_in is the Fourier feature width (2 * fourier.dim)."""
     validate(config)
