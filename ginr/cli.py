@@ -12,6 +12,8 @@ import tyro
 
 from ginr import config as config_lib
 from ginr import presets
+from ginr.config import MetaINRConfig
+from ginr.data import signal_shape
 from ginr.models import MODEL_NAMES, build, model_config_type
 
 USAGE = f"""--model {{{",".join(MODEL_NAMES)}}} --data {{{",".join(presets.DATA_NAMES)}}} [--resume RUN_DIR] [FLAGS]
@@ -59,7 +61,13 @@ def parse_train_args(argv: list[str] | None = None, *, prog: str = "train.py", c
     )
     try:
         config_lib.validate(config)
-        build(config.model_name, config.model)
+        model = build(config.model_name, config.model)
+        model.check_signal(*signal_shape(config.data))
+        if isinstance(config.model, MetaINRConfig) and (config.train.coord_subsample or config.train.coord_noise):
+            raise ValueError(
+                "--train.coord-subsample and --train.coord-noise apply to hypernetwork models; the meta-learning "
+                "inner loop and its outer loss use the full grid (SPEC 2.4)"
+            )
     except ValueError as error:
         fail(str(error))
     return config, resume

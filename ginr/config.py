@@ -95,6 +95,60 @@ class MetaINRConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class TokenizerConfig:
+    """How a signal becomes the transformer's data tokens (SPEC 2.3)."""
+
+    type: Literal["image_patches", "audio_patches"] = "image_patches"
+    """image_patches: p x p patches by unfold (channel-major features, row-major patches); audio_patches: windows of
+    p samples (reflect-padded at the end when needed)."""
+    patch_size: int = 9
+    """Patch side (images) or window length (audio)."""
+    padding: int = 1
+    """Zero padding on every image border before cutting patches."""
+    n_tokens: int = 400
+    """Data tokens per instance (the positional embedding's length); must match what the data gives."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerConfig:
+    """The pre-LN transformer of the hypernetwork (SPEC 2.2)."""
+
+    embed_dim: int = 768
+    """Token width."""
+    n_layer: int = 6
+    """Transformer blocks."""
+    n_head: int = 12
+    """Attention heads (embed_dim must divide by it)."""
+    mlp_ratio: int = 4
+    """MLP hidden width = mlp_ratio x embed_dim."""
+    resid_dropout: float = 0.1
+    """Dropout on the attention and MLP outputs before each residual add, in training (quirk 10)."""
+    attn_dropout: float = 0.0
+    """Dropout on the attention probabilities, in training."""
+    gelu: Literal["exact", "sigmoid"] = "exact"
+    """exact: erf GELU (the reference's v1); sigmoid: x * sigmoid(1.702 x) (v2)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class HypernetINRConfig:
+    """ipc-transinr and transinr: a transformer reads the signal's tokens and predicts the instance factors
+    (SPEC 2.1, 3.1)."""
+
+    hyponet: HyponetConfig = HyponetConfig()
+    tokenizer: TokenizerConfig = TokenizerConfig()
+    transformer: TransformerConfig = TransformerConfig()
+    n_weight_tokens: tuple[int, ...] = (256,)
+    """Weight tokens G per modulated layer (the rank of ipc-transinr's factor; clipped to the fan-out); one value for
+    all layers or one per layer. fan_out must divide by G."""
+    modulated_layers: tuple[int, ...] | None = (1,)
+    """Hyponet layers the hypernetwork modulates; None modulates every layer."""
+    factorized: bool = True
+    """ipc-transinr: W = A U with a shared U, the base weight ignored. False: transinr, W = W_base * tile(A)."""
+    vmap_chunk_size: int | None = None
+    """Decode at most this many instances at once (bounds memory); None decodes the whole batch together."""
+
+
+@dataclasses.dataclass(frozen=True)
 class DataConfig:
     """Where the signals come from and how they become training examples."""
 
@@ -177,6 +231,11 @@ class TrainConfig:
     """Seeds the initial weights, the data order and every random draw."""
     cpu: bool = False
     """Train on the CPU even when a GPU is present."""
+    coord_subsample: float | None = None
+    """Train each instance on this random fraction of its coordinates (SPEC 4.3; hypernetwork models only)."""
+    coord_noise: bool = False
+    """Jitter training coordinates by U(-1/2, 1/2) x (hi - lo) / S0, S0 the first axis's size (SPEC 4.2, quirk 22;
+    hypernetwork models only)."""
     out_dir: str = "runs"
     """Parent folder of run folders."""
     run_name: str | None = None
@@ -299,6 +358,12 @@ def validate(config: Config) -> None:
         train.eval_batch_size,
     )
     need(train.ema is None or 0 < train.ema < 1, "--train.ema", "must be in (0, 1) or None", train.ema)
+    need(
+        train.coord_subsample is None or 0 < train.coord_subsample <= 1,
+        "--train.coord-subsample",
+        "must be in (0, 1] or None",
+        train.coord_subsample,
+    )
     need(data.resolution > 0, "--data.resolution", "must be > 0", data.resolution)
     need(data.sample_rate > 0, "--data.sample-rate", "must be > 0", data.sample_rate)
     need(

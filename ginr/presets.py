@@ -1,7 +1,8 @@
 """The paper's experiments as (model, data) presets (SPEC 9), plus the embedded ``photos`` default.
 
 A preset is a complete :class:`ginr.config.Config`; every field can then be overridden from the command line.
-The global batch is the reference's ``total_batch_size`` (SPEC fidelity policy); cadences are in epochs.
+The global batch is the reference's ``total_batch_size``, 16 for every image, audio and meta-learning preset
+(SPEC fidelity policy); cadences are in epochs.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ from ginr.config import (
     Config,
     DataConfig,
     FourierConfig,
+    HypernetINRConfig,
     HyponetConfig,
     MetaINRConfig,
     OptimConfig,
+    TokenizerConfig,
     TrainConfig,
+    TransformerConfig,
 )
 
 DATA_NAMES = (
@@ -34,73 +38,162 @@ DATA_NAMES = (
     "shapenet-lamps",
 )
 
-IMAGENETTE178 = DataConfig(
-    source="imagefolder",
-    resolution=178,
-    train_transform="random_crop_flip",
-    train_split="train",
-    eval_split="validation",
-)
-FFHQ256 = DataConfig(source="ffhq", resolution=256, train_split="train", eval_split="validation")
-PHOTOS = DataConfig(source="photos", resolution=32)
+# ---- data (SPEC 7) --------------------------------------------------------------------------------------------------
+
+DATA: dict[str, DataConfig] = {
+    "photos": DataConfig(source="photos", resolution=32),
+    "celeba178": DataConfig(source="imagefolder", resolution=178),
+    "ffhq178": DataConfig(source="ffhq", resolution=178),
+    "ffhq256": DataConfig(source="ffhq", resolution=256),
+    "ffhq512": DataConfig(source="ffhq", resolution=512),
+    "ffhq1024": DataConfig(source="ffhq", resolution=1024),
+    "imagenette178": DataConfig(source="imagefolder", resolution=178, train_transform="random_crop_flip"),
+    "librispeech1s": DataConfig(source="audiofolder", clip_seconds=1.0),
+    "librispeech3s": DataConfig(source="audiofolder", clip_seconds=3.0, coord_range=(-3.0, 3.0)),
+}
 
 
-def _meta(model: str, *, sigma: float, inner_lr: float) -> MetaINRConfig:
-    """SPEC 9.3: 5-layer, 256-wide hyponet; ipc-meta factorises layer 1 at rank 256, learned-init adapts every
-    full weight."""
-    hyponet = HyponetConfig(fourier=FourierConfig(sigma=sigma, dim=128))
-    if model == "ipc-meta":
-        return MetaINRConfig(hyponet=hyponet, rank=(256,), modulated_layers=(1,), factorized=True, inner_lr=inner_lr)
-    return MetaINRConfig(hyponet=hyponet, modulated_layers=None, factorized=False, inner_lr=inner_lr)
+# ---- the reference's per-experiment values --------------------------------------------------------------------------
 
 
-def _cadence(epochs: int, checkpoint: int, test: int, images: int) -> TrainConfig:
-    """The reference's (save_ckpt_freq, test_freq, test_imlog_freq) in epochs."""
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One experiment of SPEC 9: Fourier scale, tokens, training options, length and (ckpt, test, image) cadence."""
+
+    sigma: float
+    epochs: int
+    cadence: tuple[int, int, int]
+    patch: tuple[int, int] = (9, 1)  # patch size, padding
+    n_tokens: int = 400
+    subsample: float | None = None
+    coord_noise: bool = False
+    transinr_cadence: tuple[int, int, int] | None = None  # where the transinr config differs
+
+
+HYPERNET_ROWS = {  # SPEC 9.1, 9.2
+    "celeba178": Row(sigma=64, epochs=300, cadence=(5, 5, 5)),
+    "ffhq178": Row(sigma=64, epochs=1000, cadence=(10, 10, 10)),
+    "imagenette178": Row(sigma=128, epochs=4000, cadence=(50, 10, 50), coord_noise=True),
+    "ffhq512": Row(
+        sigma=128, epochs=400, cadence=(10, 10, 50), patch=(32, 0), n_tokens=256, subsample=0.1,
+        transinr_cadence=(20, 10, 20),
+    ),
+    "ffhq1024": Row(
+        sigma=256, epochs=400, cadence=(50, 10, 50), patch=(32, 0), n_tokens=1024, subsample=0.1,
+        transinr_cadence=(20, 10, 20),
+    ),
+    "librispeech1s": Row(sigma=1024, epochs=1000, cadence=(50, 10, 10), patch=(200, 0), n_tokens=80),
+    "librispeech3s": Row(
+        sigma=1024, epochs=1000, cadence=(50, 10, 10), patch=(200, 0), n_tokens=240, subsample=0.25
+    ),
+}  # fmt: skip
+
+META_ROWS = {  # SPEC 9.3: (sigma, inner_lr, lr, warm-up epochs, epochs, cadence)
+    ("ipc-meta", "ffhq256"): (64, 0.01, 1e-3, 0.5, 200, (20, 10, 20)),
+    ("ipc-meta", "imagenette178"): (128, 0.003, 1e-4, 0.0, 800, (50, 10, 50)),
+    ("learned-init", "ffhq256"): (64, 0.001, 3e-4, 0.5, 200, (20, 10, 20)),
+    ("learned-init", "imagenette178"): (128, 0.003, 1e-4, 0.0, 800, (50, 10, 50)),
+}
+
+
+def _train(epochs: int, cadence: tuple[int, int, int], **extra) -> TrainConfig:
+    """The reference's (save_ckpt_freq, test_freq, test_imlog_freq) in epochs, at the global batch 16."""
+    checkpoint, test, images = cadence
     return TrainConfig(
-        batch_size=16, epochs=epochs, checkpoint_every=checkpoint, eval_every=test, image_every=max(1, images // test)
+        batch_size=16, epochs=epochs, checkpoint_every=checkpoint, eval_every=test, image_every=max(1, images // test),
+        **extra,
+    )  # fmt: skip
+
+
+def _hyponet(data: str, sigma: float) -> HyponetConfig:
+    """5 layers, 256 wide, ReLU, kaiming_uniform / zero init, weight normalisation (SPEC 9); audio maps 1-D time to
+    one channel with 2048 frequencies up to 1024 and no output bias."""
+    if data.startswith("librispeech"):
+        return HyponetConfig(input_dim=1, output_dim=1, output_bias=0.0, fourier=FourierConfig(sigma=sigma, dim=2048))
+    return HyponetConfig(fourier=FourierConfig(sigma=sigma, dim=128))
+
+
+def _modulation(model: str) -> dict:
+    """ipc-transinr: 256 weight tokens factorise layer 1; transinr: 64 tokens for every layer (SPEC 2.1, 3.1)."""
+    if model == "ipc-transinr":
+        return dict(n_weight_tokens=(256,), modulated_layers=(1,), factorized=True)
+    return dict(n_weight_tokens=(64,), modulated_layers=None, factorized=False)
+
+
+def _paper_hypernet(model: str, data: str) -> Config:
+    row = HYPERNET_ROWS[data]
+    tokenizer = TokenizerConfig(
+        type="audio_patches" if data.startswith("librispeech") else "image_patches",
+        patch_size=row.patch[0],
+        padding=row.patch[1],
+        n_tokens=row.n_tokens,
+    )
+    cadence = row.transinr_cadence if model == "transinr" and row.transinr_cadence else row.cadence
+    return Config[HypernetINRConfig](
+        model=HypernetINRConfig(hyponet=_hyponet(data, row.sigma), tokenizer=tokenizer, **_modulation(model)),
+        data=DATA[data],
+        optim=OptimConfig(lr=1e-4),
+        train=_train(row.epochs, cadence, coord_subsample=row.subsample, coord_noise=row.coord_noise),
+        model_name=model,
+        data_name=data,
     )
 
 
 def _paper_meta(model: str, data: str) -> Config:
-    table = {  # (sigma, inner_lr, lr, warmup epochs, epochs, cadence)
-        ("ipc-meta", "ffhq256"): (64, 0.01, 1e-3, 0.5, 200, (20, 10, 20)),
-        ("ipc-meta", "imagenette178"): (128, 0.003, 1e-4, 0.0, 800, (50, 10, 50)),
-        ("learned-init", "ffhq256"): (64, 0.001, 3e-4, 0.5, 200, (20, 10, 20)),
-        ("learned-init", "imagenette178"): (128, 0.003, 1e-4, 0.0, 800, (50, 10, 50)),
-    }
-    sigma, inner_lr, lr, warmup, epochs, cadence = table[(model, data)]
+    sigma, inner_lr, lr, warmup, epochs, cadence = META_ROWS[(model, data)]
+    hyponet = _hyponet(data, sigma)
+    if model == "ipc-meta":
+        meta = MetaINRConfig(hyponet=hyponet, rank=(256,), modulated_layers=(1,), factorized=True, inner_lr=inner_lr)
+    else:
+        meta = MetaINRConfig(hyponet=hyponet, modulated_layers=None, factorized=False, inner_lr=inner_lr)
     return Config[MetaINRConfig](
-        model=_meta(model, sigma=sigma, inner_lr=inner_lr),
-        data={"ffhq256": FFHQ256, "imagenette178": IMAGENETTE178}[data],
+        model=meta,
+        data=DATA[data],
         optim=OptimConfig(lr=lr, warmup_epochs=warmup),
-        train=_cadence(epochs, *cadence),
+        train=_train(epochs, cadence),
         model_name=model,
         data_name=data,
     )
+
+
+PHOTOS_TRAIN = TrainConfig(batch_size=16, epochs=6, eval_every=2, checkpoint_every=2, image_every=1, log_every=5)
 
 
 def _photos_meta(model: str, data: str) -> Config:
     """The embedded default: 32-px photo tiles, the paper's hyponet with frequencies up to 16 (the grid's Nyquist
     range), sized to train in minutes on two CPU cores."""
     config = _paper_meta(model, "imagenette178")
-    hyponet = dataclasses.replace(config.model.hyponet, fourier=FourierConfig(sigma=16, dim=128))
+    hyponet = _hyponet(data, sigma=16)
     return dataclasses.replace(
         config,
         model=dataclasses.replace(config.model, hyponet=hyponet, inner_lr=0.01),
-        data=PHOTOS,
+        data=DATA["photos"],
         optim=OptimConfig(lr=1e-3),
-        train=TrainConfig(batch_size=16, epochs=6, eval_every=2, checkpoint_every=2, image_every=1, log_every=5),
+        train=PHOTOS_TRAIN,
         data_name=data,
     )
+
+
+def _photos_hypernet(model: str, data: str) -> Config:
+    """The embedded photos for the hypernetwork models: 4-px patches (64 tokens) and a compact transformer
+    (4 blocks, 256 wide, 8 heads) so that a run takes minutes on a CPU; the paper's structure otherwise."""
+    config = _paper_hypernet(model, "celeba178")
+    model_config = dataclasses.replace(
+        config.model,
+        hyponet=_hyponet(data, sigma=16),
+        tokenizer=TokenizerConfig(patch_size=4, padding=0, n_tokens=64),
+        transformer=TransformerConfig(embed_dim=256, n_layer=4, n_head=8),
+    )
+    return dataclasses.replace(config, model=model_config, data=DATA["photos"], train=PHOTOS_TRAIN, data_name=data)
 
 
 PRESETS: dict[tuple[str, str], Callable[[str, str], Config]] = {
     ("ipc-meta", "photos"): _photos_meta,
     ("learned-init", "photos"): _photos_meta,
-    ("ipc-meta", "ffhq256"): _paper_meta,
-    ("ipc-meta", "imagenette178"): _paper_meta,
-    ("learned-init", "ffhq256"): _paper_meta,
-    ("learned-init", "imagenette178"): _paper_meta,
+    ("ipc-transinr", "photos"): _photos_hypernet,
+    ("transinr", "photos"): _photos_hypernet,
+    **{key: _paper_meta for key in META_ROWS},
+    **{(model, data): _paper_hypernet for data in HYPERNET_ROWS for model in ("ipc-transinr", "transinr")},
 }
 
 

@@ -17,6 +17,13 @@ def _signals(config: DataConfig, split: str, training: bool) -> Signals:
     return Signals(data, ImageTransform(config.resolution, mode), "image")
 
 
+def signal_shape(config: DataConfig) -> tuple[tuple[int, ...], int]:
+    """The spatial shape and channel count of the signals this data config produces."""
+    if config.source == "audiofolder":
+        return (int(round(config.clip_seconds * config.sample_rate)),), 1
+    return (config.resolution, config.resolution), 3
+
+
 def train_dataset(config: DataConfig) -> Signals:
     """The training split with the training transform (random crops where the data config asks for them)."""
     return _signals(config, config.train_split, training=True)
@@ -34,5 +41,6 @@ __all__ = [
     "TrainBatchSampler",
     "eval_dataset",
     "make_loader",
+    "signal_shape",
     "train_dataset",
 ]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from ginr.config import MetaINRConfig
+from ginr.config import HypernetINRConfig, MetaINRConfig
 from ginr.models.base import Encoding, Model
+from ginr.models.hypernet import HypernetINR
 from ginr.models.meta import MetaINR
 
 _REGISTRY = {
     "ipc-meta": (MetaINRConfig, MetaINR),
+    "ipc-transinr": (HypernetINRConfig, HypernetINR),
+    "transinr": (HypernetINRConfig, HypernetINR),
     "learned-init": (MetaINRConfig, MetaINR),
 }
 

@@ -1,0 +1,153 @@
+"""ipc-transinr and transinr: a transformer hypernetwork predicts the instance factors in one forward pass
+(SPEC 2.1-2.3, 3.1).
+
+Params::
+
+    {"tokens": {"linear": {"weight", "bias"}, "position": (L, E)},   # latent mapping: Linear(tokens) + pos_emb
+     "transformer": {...},                                             # ginr.nn.transformer
+     "hyponet": {...},                                                 # ipc-transinr: modulated layers have no base weight
+     "weight_tokens": (G_total, E),                                    # appended after the data tokens
+     "heads": {"1": {"norm": {...}, "linear": {...}}},                 # LayerNorm + Linear(E, fi) per modulated layer
+     "factors": {"shared": {"1": U (G, fo)}}}                          # ipc-transinr only
+
+The transformer reads ``[data tokens ; weight tokens]``; the last ``G_total`` outputs, split per modulated layer in
+layer order, go through that layer's head to give ``A`` (B, fi, G). ipc-transinr composes ``W = A U``;
+transinr ``W = W_base * tile(A)`` (see :mod:`ginr.models.composer`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ginr.config import HypernetINRConfig
+from ginr.models.base import Encoding
+from ginr.models.composer import Composer
+from ginr.nn import hyponet, tokenizers, transformer
+from ginr.pytree import tree_map
+
+
+class HypernetINR:
+    """ipc-transinr (``factorized=True``) and transinr (``factorized=False``, every layer modulated)."""
+
+    def __init__(self, config: HypernetINRConfig):
+        self.config = config
+        shapes = hyponet.layer_shapes(config.hyponet)
+        transformer.validate(config.transformer)
+        n_layer = config.hyponet.n_layer
+        layers = tuple(range(n_layer)) if config.modulated_layers is None else tuple(sorted(config.modulated_layers))
+        self.composer = Composer(
+            config.hyponet, layers, "factorized" if config.factorized else "tiled", config.vmap_chunk_size
+        )
+        given = config.n_weight_tokens
+        if len(given) not in (1, len(layers)):
+            raise ValueError(
+                f"--model.n-weight-tokens={given}: give 1 value or one per modulated layer ({len(layers)})"
+            )
+        self.groups: dict[str, int] = {}
+        self.token_slices: dict[str, tuple[int, int]] = {}
+        start = 0
+        for i, k in enumerate(layers):
+            fan_out = shapes[k][1]
+            wanted = given[0] if len(given) == 1 else given[i]
+            if wanted < 1 or (len(given) > 1 and wanted > fan_out):
+                raise ValueError(
+                    f"--model.n-weight-tokens: {wanted} for layer {k} must be in 1..{fan_out} (its fan-out)"
+                )
+            groups = min(wanted, fan_out)  # a single broadcast value is clipped per layer (SPEC 2.1)
+            if fan_out % groups:
+                raise ValueError(
+                    f"--model.n-weight-tokens: layer {k}'s fan-out {fan_out} must be a multiple of its {groups} tokens"
+                )
+            self.groups[str(k)] = groups
+            self.token_slices[str(k)] = (start, start + groups)
+            start += groups
+        self.n_weight_tokens = start
+
+    @property
+    def layers(self) -> tuple[int, ...]:
+        return self.composer.layers
+
+    def check_signal(self, shape: tuple[int, ...], channels: int) -> None:
+        """Refuse data the model cannot read: wrong rank or channels, patches that do not tile, a token count that
+        differs from the positional embedding's."""
+        hyponet.check_signal(self.config.hyponet, shape, channels)
+        count = tokenizers.n_tokens(self.config.tokenizer, shape)
+        if count != self.config.tokenizer.n_tokens:
+            raise ValueError(
+                f"--model.tokenizer.n-tokens={self.config.tokenizer.n_tokens}, but {'x'.join(map(str, shape))} "
+                f"signals give {count} tokens with this patch size: set --model.tokenizer.n-tokens {count}"
+            )
+
+    # ---- params -------------------------------------------------------------------------------------------------
+
+    def init(self, generator: torch.Generator | None) -> dict:
+        """SPEC 10.1 order: positional embedding N(0, 1), latent Linear, transformer, hyponet, weight tokens N(0, 1),
+        then per modulated layer the shared factor randn / sqrt(G fi) (ipc-transinr), LayerNorm and Linear(E, fi)."""
+        config = self.config
+        width = config.transformer.embed_dim
+        channels = config.hyponet.output_dim
+        params = {
+            "tokens": {
+                "position": torch.randn(config.tokenizer.n_tokens, width, generator=generator),
+                "linear": transformer.linear_init(tokenizers.token_dim(config.tokenizer, channels), width, generator),
+            },
+            "transformer": transformer.init(config.transformer, generator),
+        }
+        hyponet_params = hyponet.init(config.hyponet, generator, weightless_layers=self.composer.weightless_layers)
+        params["weight_tokens"] = torch.randn(self.n_weight_tokens, width, generator=generator)
+        shapes = hyponet.layer_shapes(config.hyponet)
+        heads, shared = {}, {}
+        for k in self.layers:
+            name = str(k)
+            fan_in, fan_out = shapes[k]
+            if config.factorized:
+                groups = self.groups[name]
+                shared[name] = torch.randn(groups, fan_out, generator=generator) / math.sqrt(groups * fan_in)
+            heads[name] = {
+                "norm": transformer.layer_norm_init(width),
+                "linear": transformer.linear_init(width, fan_in, generator),
+            }
+        params["heads"] = heads
+        if config.factorized:
+            params["factors"] = {"shared": shared}
+        params = tree_map(torch.Tensor.requires_grad_, params)
+        return {**params, "hyponet": hyponet_params}  # the hyponet marks its own frozen frequencies
+
+    # ---- the batch ----------------------------------------------------------------------------------------------
+
+    def encode(
+        self,
+        params: dict,
+        signal: torch.Tensor,
+        coords: torch.Tensor,
+        *,
+        training: bool,
+        n_steps: int | None = None,
+        keep_trajectory: bool = False,
+    ) -> Encoding:
+        """One transformer pass over ``signal`` (B, *S, C): the factors ``A`` (B, fi, G) of every modulated layer.
+
+        Dropout is active only when ``training``. ``coords`` is unused (the tokens carry the positions).
+        """
+        if n_steps:
+            raise ValueError("hypernetwork models predict their modulation in one pass; n_steps must be None or 0")
+        config = self.config
+        tokens = tokenizers.tokenize(config.tokenizer, signal)
+        if tokens.shape[1] != config.tokenizer.n_tokens:
+            self.check_signal(tuple(signal.shape[1:-1]), signal.shape[-1])
+        x = transformer.linear(params["tokens"]["linear"], tokens) + params["tokens"]["position"]
+        weight_tokens = params["weight_tokens"].expand(x.shape[0], -1, -1)
+        out = transformer.forward(params["transformer"], config.transformer, torch.cat([x, weight_tokens], 1), training)
+        out = out[:, -self.n_weight_tokens :]
+        factors = {}
+        for name, (start, stop) in self.token_slices.items():
+            head = params["heads"][name]
+            factors[name] = transformer.linear(head["linear"], transformer.layer_norm(head["norm"], out[:, start:stop]))
+            factors[name] = factors[name].transpose(1, 2)
+        return Encoding(modulation=factors)
+
+    def decode(self, params: dict, modulation: dict, coords: torch.Tensor) -> torch.Tensor:
+        """Values (B, N, C) at ``coords`` (N, D) shared by the batch or (B, N, D) (see :class:`Composer`)."""
+        return self.composer.decode(params, modulation, coords)

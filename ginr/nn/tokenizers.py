@@ -1,0 +1,54 @@
+"""Signals to data tokens (SPEC 2.3), as pure functions of channels-last batches."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ginr.config import TokenizerConfig
+
+
+def image_patches(images: torch.Tensor, patch: int, padding: int) -> torch.Tensor:
+    """(B, H, W, C) -> (B, L, C p p): ``nn.Unfold(p, stride=p, padding)`` with zero padding; features channel-major,
+    then kernel row, then kernel column; patches row-major over the grid."""
+    return F.unfold(images.permute(0, 3, 1, 2), patch, padding=padding, stride=patch).transpose(1, 2)
+
+
+def audio_patches(audio: torch.Tensor, patch: int) -> torch.Tensor:
+    """(B, T, 1) -> (B, ceil(T / p), p): windows of p samples, reflect-padded on the right when p does not divide T."""
+    samples = audio[..., 0]
+    remainder = samples.shape[-1] % patch
+    if remainder:
+        samples = F.pad(samples.unsqueeze(1), (0, patch - remainder), mode="reflect").squeeze(1)
+    return samples.reshape(samples.shape[0], -1, patch)
+
+
+def tokenize(config: TokenizerConfig, signal: torch.Tensor) -> torch.Tensor:
+    """The data tokens of a channels-last batch."""
+    if config.type == "image_patches":
+        return image_patches(signal, config.patch_size, config.padding)
+    if config.type == "audio_patches":
+        return audio_patches(signal, config.patch_size)
+    raise ValueError(f"unknown --model.tokenizer.type {config.type!r}; choose image_patches or audio_patches")
+
+
+def token_dim(config: TokenizerConfig, channels: int) -> int:
+    """Width of one data token for a signal with ``channels`` channels."""
+    return channels * config.patch_size**2 if config.type == "image_patches" else config.patch_size
+
+
+def n_tokens(config: TokenizerConfig, shape: tuple[int, ...]) -> int:
+    """Number of data tokens for a signal of spatial ``shape``; refuses a patch size that does not tile it."""
+    p = config.patch_size
+    if config.type == "audio_patches":
+        return -(-shape[0] // p)
+    sides = [size + 2 * config.padding for size in shape]
+    if any(side % p for side in sides):
+        raise ValueError(
+            f"--model.tokenizer.patch-size={p} with --model.tokenizer.padding={config.padding} does not tile "
+            f"{'x'.join(map(str, shape))} images: each side + 2 x padding must be a multiple of the patch size"
+        )
+    count = 1
+    for side in sides:
+        count *= side // p
+    return count
