@@ -3,14 +3,15 @@
     python recipes/bench.py --model ipc-meta --data imagenette178 --batch 2
     python recipes/bench.py --model ipc-meta --data imagenette178 --batch 16 --precision bf16   # on a GPU
 
-One full training step (encode + decode + loss + backward + Adam) of the preset's model on random signals at the
-preset's resolution, so no dataset is needed. Warm-up steps are excluded; the step time is the median of the timed
+One full training step (encode + decode + loss + backward + Adam) of the preset's model, with the preset's training
+options (coordinate subsampling and noise), on random signals of the preset's shape, so no dataset is needed. Warm-up steps are excluded; the step time is the median of the timed
 steps. FLOPs are counted once with ``torch.utils.flop_counter.FlopCounterMode``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import resource
 import statistics
 import time
@@ -21,20 +22,32 @@ import tyro
 from torch.utils.flop_counter import FlopCounterMode
 
 from ginr import models, presets
+from ginr.data import signal_shape
 from ginr.module import ParamsModule
 from ginr.train.logger import table
 from ginr.train.objective import reconstruction_objective
 
 # ../shared/ANCHORS.md: the reference (kakaobrain/ginr-ipc), fp32, img/s per device.
 REFERENCE = {
-    ("ipc-meta", "imagenette178", "cuda", 16): 106.7,
     ("ipc-meta", "imagenette178", "cuda", 4): 79.7,
+    ("ipc-meta", "imagenette178", "cuda", 16): 106.7,
     ("ipc-meta", "imagenette178", "cuda", 48): 121.1,
     ("ipc-meta", "ffhq256", "cuda", 16): 52.7,
     ("learned-init", "imagenette178", "cuda", 16): 74.8,
+    ("ipc-transinr", "celeba178", "cuda", 4): 112.4,
+    ("ipc-transinr", "celeba178", "cuda", 16): 141.3,
+    ("ipc-transinr", "celeba178", "cuda", 64): 154.4,
+    ("transinr", "celeba178", "cuda", 16): 141.1,
+    ("ipc-transinr", "librispeech1s", "cuda", 16): 190.3,
+    ("transinr", "librispeech1s", "cuda", 16): 187.2,
     ("ipc-meta", "imagenette178", "cpu", 2): 0.27,
+    ("ipc-transinr", "celeba178", "cpu", 2): 0.43,
 }
-REFERENCE_GFLOP = {("ipc-meta", "imagenette178"): 214.0, ("ipc-meta", "ffhq256"): 442.0}
+REFERENCE_GFLOP = {
+    ("ipc-meta", "imagenette178"): 214.0,
+    ("ipc-transinr", "celeba178"): 238.0,
+    ("ipc-meta", "ffhq256"): 442.0,
+}
 
 
 @dataclasses.dataclass
@@ -60,14 +73,16 @@ def main(args: Args) -> None:
     model = models.build(config.model_name, config.model)
     device = torch.device(args.device)
     torch.backends.cuda.matmul.allow_tf32 = args.precision == "tf32"
-    module = ParamsModule(
-        model,
-        model.init(torch.Generator().manual_seed(0)),
-        objective=lambda m, p, s: reconstruction_objective(m, p, s, coord_range=config.data.coord_range),
-    ).to(device)
+    objective = functools.partial(
+        reconstruction_objective,
+        coord_range=config.data.coord_range,
+        coord_noise=config.train.coord_noise,
+        coord_subsample=config.train.coord_subsample,
+    )
+    module = ParamsModule(model, model.init(torch.Generator().manual_seed(0)), objective=objective).to(device)
     optimizer = torch.optim.Adam(module.parameters(), lr=config.optim.lr)
-    resolution = config.data.resolution
-    signal = torch.rand(args.batch, resolution, resolution, config.model.hyponet.output_dim, device=device)
+    shape, channels = signal_shape(config.data)
+    signal = torch.rand(args.batch, *shape, channels, device=device) * (2 if channels == 1 else 1) - (channels == 1)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
 
     def step():

@@ -69,7 +69,12 @@ def main(argv: list[str] | None = None) -> None:
     # ---- model and optimizer ----------------------------------------------------------------------------------
     model = models.build(config.model_name, config.model)
     params = model.init(torch.Generator().manual_seed(train_cfg.seed))
-    objective = functools.partial(reconstruction_objective, coord_range=config.data.coord_range)
+    objective = functools.partial(
+        reconstruction_objective,
+        coord_range=config.data.coord_range,
+        coord_noise=train_cfg.coord_noise,
+        coord_subsample=train_cfg.coord_subsample,
+    )
     module = ParamsModule(model, params, objective=objective)
     optim = config.optim
     optimizer = torch.optim.Adam(
@@ -103,11 +108,19 @@ def main(argv: list[str] | None = None) -> None:
         if ema is not None:
             rows["ema"] = unflatten(ema)
         for suffix, weights in rows.items():
-            result = evaluate(model, weights, eval_loader, accelerator=accelerator, coord_range=config.data.coord_range)
+            result = evaluate(
+                model,
+                weights,
+                eval_loader,
+                accelerator=accelerator,
+                coord_range=config.data.coord_range,
+                sample_rate=config.data.sample_rate,
+            )
             tag = "eval" + (f"_{suffix}" if suffix else "")
             logger.scalars(tag, result.metrics, at_step)
             if len(history) % train_cfg.image_every == 0:
                 logger.images(tag, result.images, at_step)
+                logger.audio(tag, result.audio, at_step)
             history.append(
                 {
                     "step": at_step,

@@ -9,9 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import tiny_train_flags
 from safetensors.torch import load_file
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -110,3 +112,44 @@ def test_a_meta_model_trains_on_an_audio_folder(tmp_path, audio_folder):
     history = json.loads((tmp_path / "audio" / "eval_metrics.json").read_text())
     assert [row["step"] for row in history] == [0, 2] and history[-1]["count"] == 2
     assert "ssim" not in history[-1] and history[-1]["psnr"] > 0
+
+
+TINY_HYPERNET = [
+    "--model.hyponet.hidden-dim", "16", "--model.hyponet.fourier.dim", "8", "--model.transformer.embed-dim", "32",
+    "--model.transformer.n-layer", "1", "--model.transformer.n-head", "2", "--model.n-weight-tokens", "8",
+    "--train.batch-size", "4", "--train.epochs", "1", "--train.log-every", "1",
+]  # fmt: skip
+DATA_FLAGS = {
+    "image": lambda folder: [
+        "--data.source", "imagefolder", "--data.path", str(folder), "--data.resolution", "8",
+        "--model.tokenizer.patch-size", "4", "--model.tokenizer.padding", "0", "--model.tokenizer.n-tokens", "4",
+        "--train.coord-noise", "--train.coord-subsample", "0.5",
+    ],
+    "audio": lambda folder: [
+        "--data.source", "audiofolder", "--data.path", str(folder), "--data.clip-seconds", "0.01",
+        "--model.hyponet.input-dim", "1", "--model.hyponet.output-dim", "1", "--model.hyponet.output-bias", "0",
+        "--model.tokenizer.type", "audio_patches", "--model.tokenizer.patch-size", "40",
+        "--model.tokenizer.n-tokens", "4",
+    ],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "model, kind", [("ipc-transinr", "image"), ("transinr", "audio"), ("transinr", "image"), ("ipc-transinr", "audio")]
+)
+def test_hypernetwork_models_train_end_to_end(tmp_path, image_folder, audio_folder, model, kind):
+    folder = image_folder if kind == "image" else audio_folder
+    flags = ["--model", model, "--data", "photos", *TINY_HYPERNET, *DATA_FLAGS[kind](folder)]
+    launch([*flags, "--train.out-dir", str(tmp_path), "--train.run-name", "run"])
+    run = tmp_path / "run"
+    history = json.loads((run / "eval_metrics.json").read_text())
+    steps = 4 if kind == "image" else 2
+    assert [row["step"] for row in history] == [0, steps] and history[-1]["psnr"] > 0
+    saved = json.loads((run / "checkpoints" / f"step-{steps:08d}" / "model" / "config.json").read_text())
+    assert saved["model_name"] == model and saved["model"]["factorized"] == (model == "ipc-transinr")
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"audio": 0, "images": 0}).Reload().Tags()
+    if kind == "audio":
+        assert {"eval/truth_0", "eval/reconstruction_x1_0", "eval/reconstruction_x3_0"} <= set(events["audio"])
+        assert "eval/waveforms" in events["images"]
+    else:
+        assert {"eval/reconstruction_x1", "eval/reconstruction_x3"} <= set(events["images"])

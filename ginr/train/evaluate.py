@@ -17,6 +17,7 @@ from ginr import metrics
 from ginr.coords import grid
 from ginr.models.base import Model
 from ginr.pytree import tree_map
+from ginr.train.plots import waveform_image
 
 
 @dataclasses.dataclass
@@ -24,7 +25,11 @@ class EvalResult:
     metrics: dict[str, float]
     """psnr, mse, ssim (images), inner_psnr/<t> (meta models), count."""
     images: dict[str, torch.Tensor]
-    """Image grids (3, H, W) in [0, 1] of the first instances: ground truth over reconstructions."""
+    """Image grids (3, H, W) in [0, 1] of the first instances: ground truth over reconstructions (waveform plots for
+    audio)."""
+    audio: dict[str, tuple[torch.Tensor, int]] = dataclasses.field(default_factory=dict)
+    """Audio clips (T,) of the first instances with their sampling rate: ground truth and reconstructions at x1 and
+    x``upsample`` the rate."""
 
 
 @torch.no_grad()
@@ -38,10 +43,12 @@ def evaluate(
     n_steps: int | None = None,
     n_images: int = 4,
     upsample: int = 3,
+    sample_rate: int = 16000,
 ) -> EvalResult:
     """Encode and decode every instance of ``loader``; return the metrics and (main process) reconstructions."""
     sums: dict[str, torch.Tensor] = {}
     images: dict[str, torch.Tensor] = {}
+    audio: dict[str, tuple[torch.Tensor, int]] = {}
 
     def add(name: str, values: torch.Tensor) -> None:
         total = values.double().sum(dim=0)
@@ -50,7 +57,7 @@ def evaluate(
     for batch_index, signal in enumerate(loader):
         signal = signal.to(accelerator.device)
         coords = grid(tuple(signal.shape[1:-1]), coord_range, device=signal.device)
-        keep = batch_index == 0 and accelerator.is_main_process and signal.dim() == 4
+        keep = batch_index == 0 and accelerator.is_main_process
         with accelerator.autocast():
             encoding = model.encode(params, signal, coords, training=False, n_steps=n_steps, keep_trajectory=keep)
             pred = model.decode(params, encoding.modulation, coords.flatten(0, -2)).view_as(signal)
@@ -62,9 +69,13 @@ def evaluate(
             add("ssim", metrics.ssim_per_sample(pred, signal))
         if encoding.inner_mse is not None and encoding.inner_mse.shape[1]:
             add("inner_psnr", metrics.psnr(encoding.inner_mse))
-        if keep:
+        if keep and signal.dim() == 4:
             images = reconstruction_grids(
                 model, params, signal[:n_images], encoding, coord_range, upsample, accelerator
+            )
+        elif keep and signal.dim() == 3:
+            images, audio = audio_reconstructions(
+                model, params, signal[:n_images], encoding, coord_range, upsample, sample_rate, accelerator
             )
 
     names = sorted(sums)
@@ -87,7 +98,7 @@ def evaluate(
     for step, value in enumerate(result.get("inner_psnr", torch.zeros(0)).tolist()):
         out[f"inner_psnr/{step}"] = value / count
     out["count"] = int(count)
-    return EvalResult(metrics=out, images=images)
+    return EvalResult(metrics=out, images=images, audio=audio)
 
 
 def reconstruction_grids(
@@ -116,3 +127,20 @@ def reconstruction_grids(
             steps.append(pred.view_as(signal).permute(0, 3, 1, 2).clamp(0, 1))
         out["inner_steps"] = make_grid(torch.cat([truth, *steps]).cpu(), nrow=count)
     return out
+
+
+def audio_reconstructions(model, params, signal, encoding, coord_range, upsample, sample_rate, accelerator):
+    """Clips (ground truth, reconstruction at x1 and x``upsample`` the sampling rate) and a waveform plot."""
+    count, length = signal.shape[:2]
+    modulation = tree_map(lambda v: v[:count], encoding.modulation)
+    clips = {f"truth_{i}": (signal[i, :, 0].cpu(), sample_rate) for i in range(count)}
+    plots = {}
+    for scale in (1, upsample):
+        coords = grid((length,), coord_range, upsample=scale, device=signal.device)
+        with accelerator.autocast():
+            pred = model.decode(params, modulation, coords).float()[..., 0].clamp(-1, 1).cpu()
+        for i in range(count):
+            clips[f"reconstruction_x{scale}_{i}"] = (pred[i], sample_rate * scale)
+        if scale == 1:
+            plots["waveforms"] = waveform_image(signal[..., 0], pred)
+    return plots, clips

@@ -27,6 +27,11 @@ class RunLogger:
             for name, image in images.items():
                 self.writer.add_image(f"{prefix}/{name}", image, step)
 
+    def audio(self, prefix: str, clips: dict[str, tuple[torch.Tensor, int]], step: int) -> None:
+        if self.writer:
+            for name, (samples, rate) in clips.items():
+                self.writer.add_audio(f"{prefix}/{name}", samples.reshape(1, -1), step, sample_rate=rate)
+
     def text(self, tag: str, text: str) -> None:
         if self.writer:
             self.writer.add_text(tag, f"```\n{text}\n```")
