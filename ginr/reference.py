@@ -1,5 +1,5 @@
-"""The one mapping between the reference's state-dict names and shapes (kakaobrain/ginr-ipc, SPEC 1.2, 2.4, 10.2)
-and ginr's params pytree. Tests and the reference-checkpoint importer both use it.
+"""The one mapping between the reference's state-dict names and shapes (kakaobrain/ginr-ipc, SPEC 1.2, 2.1-2.4, 3.1,
+10.2) and ginr's params pytree. Tests and the reference-checkpoint importer both use it.
 
 Reference layout per hyponet layer K: ``hyponet.params_dict.linear_wbK`` of shape (fi + 1, fo), weight rows then the
 bias row ((fi, fo) without bias). ginr keeps ``hyponet.layers.K.weight`` (fi, fo) and ``hyponet.layers.K.bias``
@@ -13,22 +13,27 @@ import dataclasses
 
 import torch
 
-from ginr.nn import hyponet
+from ginr.nn import hyponet, tokenizers
 
 
 @dataclasses.dataclass(frozen=True)
 class NameRule:
-    """One reference tensor and the ginr leaves it holds."""
+    """One reference tensor and the ginr leaves it holds.
+
+    ``whole``: the tensor is the ginr leaf ``weight`` (``squeeze``: minus the reference's leading singleton axis).
+    Otherwise a hyponet matrix: rows ``[:-1]`` are ``weight`` (None: dropped) and the last row is ``bias``.
+    """
 
     reference: str
     shape: tuple[int, ...]
-    weight: str | None  # ginr name of the weight rows (None: rows dropped / not present)
-    bias: str | None  # ginr name of the last row (None: the tensor has no bias row)
-    whole: bool = False  # the tensor maps 1:1 onto ``weight``
+    weight: str | None
+    bias: str | None = None
+    whole: bool = False
+    squeeze: bool = False
 
     def to_ginr(self, tensor: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.whole:
-            return {self.weight: tensor}
+            return {self.weight: tensor[0] if self.squeeze else tensor}
         out = {}
         rows = tensor[:-1] if self.bias else tensor
         if self.weight:
@@ -39,10 +44,23 @@ class NameRule:
 
     def to_reference(self, flat: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.whole:
-            return flat[self.weight]
+            return flat[self.weight][None] if self.squeeze else flat[self.weight]
         fan_in = self.shape[0] - (1 if self.bias else 0)
         rows = flat[self.weight] if self.weight else torch.zeros(fan_in, self.shape[1], dtype=flat[self.bias].dtype)
         return torch.cat([rows, flat[self.bias][None]]) if self.bias else rows
+
+
+def same(reference: str, shape: tuple[int, ...], name: str, squeeze: bool = False) -> NameRule:
+    return NameRule(reference, shape, name, whole=True, squeeze=squeeze)
+
+
+def module_rules(reference: str, name: str, out_features: int, in_features: int | None = None) -> list[NameRule]:
+    """An ``nn.Linear`` (weight (out, in)) or, without ``in_features``, an ``nn.LayerNorm``: weight and bias."""
+    weight_shape = (out_features,) if in_features is None else (out_features, in_features)
+    return [
+        same(f"{reference}.weight", weight_shape, f"{name}.weight"),
+        same(f"{reference}.bias", (out_features,), f"{name}.bias"),
+    ]
 
 
 def hyponet_rules(config, weightless: set[int], prefix: str = "hyponet") -> list[NameRule]:
@@ -51,7 +69,7 @@ def hyponet_rules(config, weightless: set[int], prefix: str = "hyponet") -> list
     if config.fourier.enabled:
         count = config.fourier.dim // config.input_dim
         shape = (config.input_dim, config.fourier.dim) if config.fourier.type == "random_gaussian" else (count,)
-        rules.append(NameRule(f"{prefix}.ff_linear", shape, f"{prefix}.fourier.frequencies", None, whole=True))
+        rules.append(same(f"{prefix}.ff_linear", shape, f"{prefix}.fourier.frequencies"))
     for k, (fan_in, fan_out) in enumerate(hyponet.layer_shapes(config)):
         rows = fan_in + (1 if config.use_bias else 0)
         weight = None if k in weightless else f"{prefix}.layers.{k}.weight"
@@ -68,24 +86,60 @@ def meta_rules(model) -> list[NameRule]:
     for k, name in zip(model.layers, model.names):
         fan_in, fan_out = shapes[k]
         width = model.ranks[name] if config.factorized else fan_out
-        rules.append(
-            NameRule(
-                f"factors.init_modulation_factors.linear_wb{k}", (fan_in, width), f"factors.init.{name}", None, True
-            )
-        )
+        rules.append(same(f"factors.init_modulation_factors.linear_wb{k}", (fan_in, width), f"factors.init.{name}"))
         if config.factorized:
-            rules.append(
-                NameRule(f"factors.shared_factors.linear_wb{k}", (width, fan_out), f"factors.shared.{name}", None, True)
-            )
+            rules.append(same(f"factors.shared_factors.linear_wb{k}", (width, fan_out), f"factors.shared.{name}"))
+    return rules
+
+
+def transformer_rules(config, prefix: str = "transformer") -> list[NameRule]:
+    """``transformer.blocks.{i}.{ln1, attn.{key, query, value, proj}, ln2, mlp.0, mlp.2}`` (SPEC 2.2)."""
+    width, hidden = config.embed_dim, config.mlp_ratio * config.embed_dim
+    rules = []
+    for i in range(config.n_layer):
+        block = f"{prefix}.blocks.{i}"
+        rules += module_rules(f"{block}.ln1", f"{block}.ln1", width)
+        for name in ("key", "query", "value", "proj"):
+            rules += module_rules(f"{block}.attn.{name}", f"{block}.attn.{name}", width, width)
+        rules += module_rules(f"{block}.ln2", f"{block}.ln2", width)
+        rules += module_rules(f"{block}.mlp.0", f"{block}.mlp.fc1", hidden, width)
+        rules += module_rules(f"{block}.mlp.2", f"{block}.mlp.fc2", width, hidden)
+    return rules
+
+
+def hypernet_rules(model) -> list[NameRule]:
+    """Rules for ipc-transinr / transinr (``model``: a HypernetINR; SPEC 2.1, 3.1)."""
+    config = model.config
+    width = config.transformer.embed_dim
+    token_dim = tokenizers.token_dim(config.tokenizer, config.hyponet.output_dim)
+    rules = [
+        same("latent_mapping.pos_emb_latent", (1, config.tokenizer.n_tokens, width), "tokens.position", squeeze=True),
+        *module_rules("latent_mapping.latent_mapping", "tokens.linear", width, token_dim),
+        *transformer_rules(config.transformer),
+        *hyponet_rules(config.hyponet, set(model.composer.weightless_layers)),
+        same("weight_groups.weight_groups", (model.n_weight_tokens, width), "weight_tokens"),
+    ]
+    shapes = hyponet.layer_shapes(config.hyponet)
+    for k in model.layers:
+        fan_in, fan_out = shapes[k]
+        if config.factorized:
+            groups = model.groups[str(k)]
+            rules.append(same(f"shared_factor.linear_wb{k}", (1, groups, fan_out), f"factors.shared.{k}", squeeze=True))
+        head = f"group_modulation_postfc.linear_wb{k}"
+        rules += module_rules(f"{head}.0", f"heads.{k}.norm", width)
+        rules += module_rules(f"{head}.1", f"heads.{k}.linear", fan_in, width)
     return rules
 
 
 def rules_for(model) -> list[NameRule]:
     """The name rules of a built ginr model."""
+    from ginr.models.hypernet import HypernetINR
     from ginr.models.meta import MetaINR
 
     if isinstance(model, MetaINR):
         return meta_rules(model)
+    if isinstance(model, HypernetINR):
+        return hypernet_rules(model)
     raise TypeError(f"no reference name mapping for {type(model).__name__}")
 
 

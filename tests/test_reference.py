@@ -95,3 +95,30 @@ def test_bad_reference_state_is_named():
     assert "missing ['factors.shared_factors.linear_wb1']" in message
     assert "unexpected ['optimizer']" in message
     assert "hyponet.params_dict.linear_wb4: (257, 4) (expected (257, 3))" in message
+
+
+@pytest.mark.parametrize(
+    "model_name, data, millions",
+    [("ipc-transinr", "ffhq178", 43.746), ("transinr", "ffhq178", 44.477), ("ipc-transinr", "librispeech1s", 44.452)],
+)
+def test_hypernet_reference_layout(model_name, data, millions):
+    """The reference's names (SPEC 2.1-2.3, 3.1) and its verified parameter counts (dead rows and ff_linear included)."""
+    model = build(model_name, presets.resolve(model_name, data).model)
+    params = flatten(model.init(torch.Generator().manual_seed(0)))
+    state = to_reference(params, model)
+    assert round(sum(v.numel() for v in state.values()) / 1e6, 3) == millions
+    block = {"ln1", "ln2", "attn.key", "attn.query", "attn.value", "attn.proj", "mlp.0", "mlp.2"}
+    expected = {f"transformer.blocks.{i}.{m}.{p}" for i in range(6) for m in block for p in ("weight", "bias")}
+    expected |= {"latent_mapping.pos_emb_latent", "latent_mapping.latent_mapping.weight", "weight_groups.weight_groups"}
+    expected |= {"latent_mapping.latent_mapping.bias", "hyponet.ff_linear"}
+    expected |= {f"hyponet.params_dict.linear_wb{k}" for k in range(5)}
+    for k in model.layers:
+        expected |= {f"group_modulation_postfc.linear_wb{k}.{i}.{p}" for i in (0, 1) for p in ("weight", "bias")}
+        if model_name == "ipc-transinr":
+            expected.add(f"shared_factor.linear_wb{k}")
+    assert set(state) == expected
+    if model_name == "ipc-transinr":
+        assert state["shared_factor.linear_wb1"].shape == (1, 256, 256)
+        assert state["latent_mapping.pos_emb_latent"].shape[0] == 1
+    again = from_reference(state, model)
+    assert again.keys() == params.keys() and all(torch.equal(again[k], params[k]) for k in params)
