@@ -134,9 +134,8 @@ class HypernetINR:
         if n_steps:
             raise ValueError("hypernetwork models predict their modulation in one pass; n_steps must be None or 0")
         config = self.config
+        self.check_signal(tuple(signal.shape[1:-1]), signal.shape[-1])
         tokens = tokenizers.tokenize(config.tokenizer, signal)
-        if tokens.shape[1] != config.tokenizer.n_tokens:
-            self.check_signal(tuple(signal.shape[1:-1]), signal.shape[-1])
         x = transformer.linear(params["tokens"]["linear"], tokens) + params["tokens"]["position"]
         weight_tokens = params["weight_tokens"].expand(x.shape[0], -1, -1)
         out = transformer.forward(params["transformer"], config.transformer, torch.cat([x, weight_tokens], 1), training)

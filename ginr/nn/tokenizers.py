@@ -41,6 +41,8 @@ def n_tokens(config: TokenizerConfig, shape: tuple[int, ...]) -> int:
     """Number of data tokens for a signal of spatial ``shape``; refuses a patch size that does not tile it."""
     p = config.patch_size
     if config.type == "audio_patches":
+        if shape[0] < p:
+            raise ValueError(f"clips of {shape[0]} samples are shorter than --model.tokenizer.patch-size={p}")
         return -(-shape[0] // p)
     sides = [size + 2 * config.padding for size in shape]
     if any(side % p for side in sides):
