@@ -1,0 +1,97 @@
+"""Rays, points along rays and volume rendering for novel-view synthesis, as pure functions (SPEC 5.1-5.5).
+
+Camera convention (OpenGL / Blender, as TransINR and learnit): x right, y up, looking along -z; ``poses`` are
+camera-to-world (..., 3, 4). Directions are not normalised and the step lengths are not scaled by them (quirk 13,
+kept as the preset default).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def rays(poses: torch.Tensor, focals: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ray origins and directions (..., H, W, 3) through every pixel centre of (..., 3, 4) poses with focal lengths
+    (..., 2) = (fx, fy): ``d = R ((x - W/2) / fx, -(y - H/2) / fy, -1)`` with x = column + 0.5, y = row + 0.5."""
+    dtype, device = poses.dtype, poses.device
+    x = torch.arange(width, dtype=dtype, device=device) + 0.5
+    y = torch.arange(height, dtype=dtype, device=device) + 0.5
+    y, x = torch.meshgrid(y, x, indexing="ij")
+    fx = focals[..., 0, None, None]
+    fy = focals[..., 1, None, None]
+    camera = torch.stack([(x - width / 2) / fx, -(y - height / 2) / fy, -torch.ones_like(x / fx)], dim=-1)
+    directions = torch.einsum("...ij,...hwj->...hwi", poses[..., :3, :3], camera)
+    origins = poses[..., None, None, :3, 3].expand_as(directions)
+    return origins, directions
+
+
+def depths(
+    n_rays: int, n_points: int, near: float, far: float, jitter: bool, device=None, dtype=torch.float32
+) -> torch.Tensor:
+    """Depths (n_rays, P): ``linspace(near, far, P)`` per ray, plus, with ``jitter``, U[0, 1) x (far - near)/(P - 1)
+    per point (one draw shared by the whole batch; the last point may pass ``far``, quirk 13)."""
+    z = torch.linspace(near, far, n_points, device=device, dtype=dtype).expand(n_rays, n_points)
+    if jitter:
+        z = z + torch.rand(n_rays, n_points, device=device, dtype=dtype) * (far - near) / (n_points - 1)
+    return z
+
+
+def points(origins: torch.Tensor, directions: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Points ``o + d z``: origins/directions (..., R, 3), depths (R, P) -> (..., R, P, 3)."""
+    return origins[..., None, :] + directions[..., None, :] * z[..., None]
+
+
+def composite(raw: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Volume rendering onto a white background (SPEC 5.4): raw (..., R, P, 4), depths (R, P) -> rgb (..., R, 3).
+
+    ``rgb = sigmoid(raw[:3])``, ``sigma = relu(raw[3])``, ``delta_i = z_{i+1} - z_i`` (the last 1e-3),
+    ``alpha = 1 - exp(-sigma delta)``, ``T_i = prod_{j<i} min(1, 1 - alpha_j + 1e-10)``, ``w = alpha T``,
+    ``rgb_map = sum w rgb + (1 - sum w)``. Not clamped.
+    """
+    colour = torch.sigmoid(raw[..., :3])
+    density = torch.relu(raw[..., 3])
+    delta = torch.cat([z[..., 1:] - z[..., :-1], torch.full_like(z[..., :1], 1e-3)], dim=-1)
+    alpha = 1.0 - torch.exp(-density * delta)
+    transmittance = torch.cumprod(torch.clamp(1.0 - alpha + 1e-10, max=1.0), dim=-1)
+    transmittance = torch.cat([torch.ones_like(transmittance[..., :1]), transmittance[..., :-1]], dim=-1)
+    weights = alpha * transmittance
+    return (weights[..., None] * colour).sum(dim=-2) + (1.0 - weights.sum(dim=-1, keepdim=True))
+
+
+def view_tokens(images: torch.Tensor, poses: torch.Tensor, focals: torch.Tensor, patch: int) -> torch.Tensor:
+    """Support views to tokens (SPEC 5.3): images (B, n, H, W, 3), poses (B, n, 3, 4), focals (B, n, 2) ->
+    (B, n H W / p^2, 9 p^2). Per pixel [r, g, b, o_x, o_y, o_z, d_x, d_y, d_z] (d unnormalised), each view cut into
+    p x p patches (channel-major features, row-major patches), views one after another."""
+    batch, views, height, width, _ = images.shape
+    origins, directions = rays(poses, focals, height, width)
+    pixels = torch.cat([images, origins, directions], dim=-1)  # (B, n, H, W, 9)
+    pixels = pixels.flatten(0, 1).permute(0, 3, 1, 2)
+    tokens = torch.nn.functional.unfold(pixels, patch, stride=patch).transpose(1, 2)  # (B n, L, 9 p p)
+    return tokens.reshape(batch, views * tokens.shape[1], tokens.shape[2])
+
+
+def random_rays(n_total: int, count: int, batch: int, device=None) -> torch.Tensor:
+    """(B, count) distinct ray indices per instance, uniformly at random."""
+    return torch.rand(batch, n_total, device=device).argsort(dim=1)[:, :count]
+
+
+def foreground_first_rays(pixels: torch.Tensor, count: int) -> torch.Tensor:
+    """Adaptive sampling (SPEC 5.5, quirk 14): for each instance of pixels (B, N, 3), ``count // 2`` distinct
+    foreground (non-white: min over RGB < 1) pixels at random (all of them, topped up with replacement, when there
+    are fewer), then ``count - count // 2`` distinct uniformly random pixels of the whole view (foreground or not).
+    An instance with no foreground pixel takes all ``count`` uniformly at random (quirk 30 guarded)."""
+    n_total = pixels.shape[1]
+    half = count // 2
+    out = []
+    for foreground in pixels.min(dim=-1).values < 1:
+        candidates = torch.nonzero(foreground).squeeze(1)
+        if candidates.numel() == 0:
+            out.append(torch.randperm(n_total, device=pixels.device)[:count])
+            continue
+        chosen = candidates[torch.randperm(candidates.numel(), device=pixels.device)[:half]]
+        if chosen.numel() < half:
+            extra = candidates[torch.randint(candidates.numel(), (half - chosen.numel(),), device=pixels.device)]
+            chosen = torch.cat([chosen, extra])
+        rest = torch.randperm(n_total, device=pixels.device)[: count - half]
+        out.append(torch.cat([chosen, rest]))
+    return torch.stack(out)
