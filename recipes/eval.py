@@ -19,7 +19,7 @@ from accelerate import Accelerator
 from ginr import from_pretrained
 from ginr.data import EvalBatchSampler, eval_dataset, make_loader
 from ginr.pytree import tree_map
-from ginr.train import checkpoint
+from ginr.train.checkpoint import model_folder
 from ginr.train.evaluate import evaluate
 from ginr.train.logger import table
 
@@ -40,19 +40,6 @@ class Args:
     """Hub revision (branch, tag or commit) when MODEL is a repo id."""
     out: str | None = None
     """Also write the metrics to this JSON file."""
-
-
-def model_folder(source: str) -> str:
-    """A run folder resolves to its newest complete checkpoint's model; a checkpoint folder to its model."""
-    path = Path(source)
-    if (path / "checkpoints").is_dir():
-        latest = checkpoint.latest(path)
-        if latest is None:
-            raise SystemExit(f"error: {path} has no complete checkpoint")
-        path = latest
-    if (path / "model" / "config.json").is_file():
-        return str(path / "model")
-    return source
 
 
 def main(args: Args) -> None:

@@ -251,3 +251,17 @@ def restore(folder: Path, *, accelerator, module, optimizer) -> tuple[dict, dict
     ema_file = folder / "ema.safetensors"
     ema = load_file(str(ema_file)) if ema_file.is_file() else None
     return state, ema
+
+
+def model_folder(source: str) -> str:
+    """Where the model of ``source`` lives: a run folder resolves to its newest complete checkpoint's ``model/``, a
+    checkpoint folder to its ``model/``; anything else (a model folder, a Hub repo id) is returned as is."""
+    path = Path(source)
+    if (path / "checkpoints").is_dir():
+        newest = latest(path)
+        if newest is None:
+            raise CheckpointError(f"{path} has no complete checkpoint")
+        path = newest
+    if (path / "model" / hub.CONFIG_NAME).is_file():
+        return str(path / "model")
+    return source
