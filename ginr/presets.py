@@ -11,13 +11,13 @@ from collections.abc import Callable
 
 from ginr.config import (
     Config,
-    DataConfig,
     FourierConfig,
     HyponetConfig,
     MetaINRConfig,
     OptimConfig,
     TrainConfig,
 )
+from ginr.data.catalog import DATA
 
 DATA_NAMES = (
     "photos",
@@ -34,15 +34,7 @@ DATA_NAMES = (
     "shapenet-lamps",
 )
 
-IMAGENETTE178 = DataConfig(
-    source="imagefolder",
-    resolution=178,
-    train_transform="random_crop_flip",
-    train_split="train",
-    eval_split="validation",
-)
-FFHQ256 = DataConfig(source="ffhq", resolution=256, train_split="train", eval_split="validation")
-PHOTOS = DataConfig(source="photos", resolution=32)
+IMAGENETTE178, FFHQ256, PHOTOS = DATA["imagenette178"], DATA["ffhq256"], DATA["photos"]
 
 
 def _meta(model: str, *, sigma: float, inner_lr: float) -> MetaINRConfig:

@@ -1,20 +1,29 @@
-"""Data: sources (the embedded photos, local folders, reference layouts), transforms and resumable samplers."""
+"""Data: sources (the embedded photos, local folders, the reference's layouts, the Hub), transforms, the pre-resized
+cache and resumable samplers (SPEC 7)."""
 
 from __future__ import annotations
 
 from ginr.config import DataConfig
 from ginr.data.audio import AudioClip
-from ginr.data.loader import BatchPlan, EvalBatchSampler, Signals, TrainBatchSampler, make_loader
+from ginr.data.cache import drop_unusable, resized_cache
+from ginr.data.loader import BadFileError, BatchPlan, EvalBatchSampler, Signals, TrainBatchSampler, make_loader
 from ginr.data.sources import load_split
 from ginr.data.transforms import ImageTransform
 
 
 def _signals(config: DataConfig, split: str, training: bool) -> Signals:
     data = load_split(config, split)
-    if config.source == "audiofolder":
-        return Signals(data, AudioClip(config.sample_rate, config.clip_seconds, random_crop=training), "audio")
-    mode = config.train_transform if training else "resize_center_crop"
-    return Signals(data, ImageTransform(config.resolution, mode), "image")
+    kind = "audio" if "audio" in data.column_names else "image"
+    name = f"{config.source}-{split}"
+    if kind == "audio":
+        transform = AudioClip(config.sample_rate, config.clip_seconds, training, config.audio_trim_seconds)
+    else:
+        transform = ImageTransform(config.resolution, config.train_transform if training else "resize_center_crop")
+    if config.cache_dir and kind == "image" and transform.mode == "resize_center_crop":
+        data = resized_cache(data, transform, config.cache_dir, name, config.num_workers, config.skip_bad_files)
+    elif config.skip_bad_files:
+        data = drop_unusable(data, transform, kind, config.num_workers, name)
+    return Signals(data, transform, kind)
 
 
 def train_dataset(config: DataConfig) -> Signals:
@@ -28,6 +37,7 @@ def eval_dataset(config: DataConfig, split: str | None = None) -> Signals:
 
 
 __all__ = [
+    "BadFileError",
     "BatchPlan",
     "EvalBatchSampler",
     "Signals",
