@@ -118,6 +118,61 @@ def write_librispeech(root, rate: int = 16000):
     return root
 
 
+IMAGENETTE_LABELS = ["tench", "English springer", "chain saw"]  # a ClassLabel as Hub copies name ImageNette's
+
+
+def write_imagenette_parquet(root, config: str = "320px"):
+    """A parquet export (revision refs/convert/parquet) of ImageNette: ``<config>/<split>/0000.parquet`` with an
+    ``image`` (bytes and file name) and a ``label`` column; row i of a split has red level 10 x (i + 1)."""
+    import io
+
+    import datasets
+
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=IMAGENETTE_LABELS)})
+    for split, labels in (("train", [0, 2, 1, 0]), ("validation", [2, 0])):
+        rows = {"image": [], "label": labels}
+        for i in range(len(labels)):
+            buffer = io.BytesIO()
+            coded_image(10 * (i + 1), (24, 20)).save(buffer, format="PNG")
+            rows["image"].append({"bytes": buffer.getvalue(), "path": f"{split}_{i:02d}.JPEG"})
+        (root / config / split).mkdir(parents=True, exist_ok=True)
+        datasets.Dataset.from_dict(rows, features=features).to_parquet(root / config / split / "0000.parquet")
+    return root
+
+
+def write_librispeech_parquet(root):
+    """openslr/librispeech_asr's parquet layout and columns (config ``clean``: train.100 and test) from
+    :data:`LIBRISPEECH`, with FLAC bytes in the ``audio`` column."""
+    import io
+
+    import datasets
+    import soundfile
+
+    card = ["---", "configs:", "- config_name: clean", "  data_files:"]
+    for subset, split in (("train-clean-100", "train.100"), ("test-clean", "test")):
+        rows = {k: [] for k in ("file", "audio", "text", "speaker_id", "chapter_id", "id")}
+        for uid, seconds in LIBRISPEECH[subset].items():
+            buffer = io.BytesIO()
+            soundfile.write(buffer, utterance(uid, seconds), 16000, format="FLAC", subtype="PCM_16")
+            speaker, chapter, _ = uid.split("-")
+            values = (
+                f"{uid}.flac",
+                {"bytes": buffer.getvalue(), "path": f"{uid}.flac"},
+                "TEXT",
+                int(speaker),
+                int(chapter),
+                uid,
+            )
+            for key, value in zip(rows, values):
+                rows[key].append(value)
+        data = datasets.Dataset.from_dict(rows).cast_column("audio", datasets.Audio(sampling_rate=16000))
+        (root / "clean" / split).mkdir(parents=True, exist_ok=True)
+        data.to_parquet(root / "clean" / split / "0000.parquet")
+        card += [f"  - split: {split}", f"    path: clean/{split}/*.parquet"]
+    (root / "README.md").write_text("\n".join(card + ["---", ""]))
+    return root
+
+
 @pytest.fixture(scope="session")
 def audio_folder(tmp_path_factory):
     return write_audio_folder(tmp_path_factory.mktemp("audio"))
