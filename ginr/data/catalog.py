@@ -59,6 +59,21 @@ DATA: dict[str, DataConfig] = {
 }
 
 
+# ImageNette's classes: ImageNet wnid -> the class name Hub copies use.
+IMAGENETTE_CLASSES = {
+    "n01440764": "tench",
+    "n02102040": "English springer",
+    "n02979186": "cassette player",
+    "n03000684": "chain saw",
+    "n03028079": "church",
+    "n03394916": "French horn",
+    "n03417042": "garbage truck",
+    "n03425413": "gas pump",
+    "n03445777": "golf ball",
+    "n03888605": "parachute",
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class HubCopy:
     """A parquet copy of a dataset on the Hugging Face Hub and how its splits map to the reference's."""
@@ -79,6 +94,8 @@ class DatasetFacts:
     """Split -> number of instances (the split names ginr loads)."""
     image_size: str | None
     """'178x218' (every image that size), 'short320' (shorter side 320 px), 'square' (one size, square), None: audio."""
+    classes: tuple[str, ...] = ()
+    """Class folders every split must have (ImageNette's wnids)."""
     hub: HubCopy | None = None
 
 
@@ -89,12 +106,13 @@ DATASETS: dict[str, DatasetFacts] = {
         "imagefolder",
         {"train": 9469, "validation": 3925},
         "short320",
+        tuple(IMAGENETTE_CLASSES),
         HubCopy("frgfm/imagenette", "320px", "refs/convert/parquet", {"train": "train", "val": "validation"}),
     ),
     "librispeech": DatasetFacts(
         "librispeech",
         {"train-clean-100": 28539, "test-clean": 2620},
         None,
-        HubCopy("openslr/librispeech_asr", "clean", None, {"train-clean-100": "train.100", "test-clean": "test"}),
+        hub=HubCopy("openslr/librispeech_asr", "clean", None, {"train-clean-100": "train.100", "test-clean": "test"}),
     ),
 }

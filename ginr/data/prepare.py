@@ -22,24 +22,10 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ginr.config import DataConfig
-from ginr.data.catalog import DatasetFacts
+from ginr.data.catalog import IMAGENETTE_CLASSES, DatasetFacts
 from ginr.data.hub import open_hub
 from ginr.data.layouts import FFHQ_LISTS, IMAGE_EXTENSIONS
 from ginr.data.sources import load_split
-
-# ImageNette's classes: ImageNet wnid -> the class name Hub copies use.
-IMAGENETTE_CLASSES = {
-    "n01440764": "tench",
-    "n02102040": "English springer",
-    "n02979186": "cassette player",
-    "n03000684": "chain saw",
-    "n03028079": "church",
-    "n03394916": "French horn",
-    "n03417042": "garbage truck",
-    "n03425413": "gas pump",
-    "n03445777": "golf ball",
-    "n03888605": "parachute",
-}
 
 
 class VerificationError(ValueError):
@@ -151,13 +137,14 @@ def _wnid(label: str) -> str:
 
 
 def from_hub(name: str, facts: DatasetFacts, to: Path, ref: str | None = None) -> int:
-    """Write the Hub copy of ``name`` (or ``ref``: another id or a local parquet folder with its columns) into ``to``."""
+    """Write the Hub copy of ``name`` (or ``ref``: another id or a local parquet folder with the same columns, config
+    and layout) into ``to``."""
     copy = facts.hub
     if copy is None:
         raise ValueError(f"{name} has no known Hub copy that keeps the reference's file ids; pass --from ARCHIVE")
     written = 0
     for folder, split in copy.splits.items():
-        rows = open_hub(ref or copy.repo, split, copy.config, None if ref else copy.revision)
+        rows = open_hub(ref or copy.repo, split, copy.config, copy.revision)
         if name == "imagenette":
             labels = rows.features["label"].names
             rows = rows.cast_column("image", datasets.Image(decode=False))
@@ -220,7 +207,7 @@ def verify(name: str, facts: DatasetFacts, folder: Path) -> list[str]:
     if facts.image_size is not None:
         problems += _check_sizes(facts.image_size, paths)
     if name in MEMBERSHIP:  # CelebA's splits are id ranges, every id of which the loader found
-        problems += MEMBERSHIP[name](paths)
+        problems += MEMBERSHIP[name](facts, paths)
     if problems:
         raise VerificationError(f"{folder} is not a complete {name} folder:\n  " + "\n  ".join(problems))
     return report
@@ -253,15 +240,15 @@ def _check_sizes(rule: str, paths: dict[str, list[str]]) -> list[str]:
     return []
 
 
-def _membership_ffhq(paths: dict[str, list[str]]) -> list[str]:
+def _membership_ffhq(facts: DatasetFacts, paths: dict[str, list[str]]) -> list[str]:
     train, held_out = ({os.path.basename(p) for p in paths.get(s, [])} for s in ("train", "validation"))
     overlap = train & held_out
     return [f"{len(overlap)} file(s) are in both FFHQ lists (first: {sorted(overlap)[0]})"] if overlap else []
 
 
-def _membership_imagenette(paths: dict[str, list[str]]) -> list[str]:
+def _membership_imagenette(facts: DatasetFacts, paths: dict[str, list[str]]) -> list[str]:
     classes = {split: {Path(p).parent.name for p in files} for split, files in paths.items()}
-    expected = set(IMAGENETTE_CLASSES)
+    expected = set(facts.classes)
     return [
         f"{split}: classes {sorted(found)}, expected {sorted(expected)}"
         for split, found in classes.items()
@@ -269,7 +256,7 @@ def _membership_imagenette(paths: dict[str, list[str]]) -> list[str]:
     ]
 
 
-def _membership_librispeech(paths: dict[str, list[str]]) -> list[str]:
+def _membership_librispeech(facts: DatasetFacts, paths: dict[str, list[str]]) -> list[str]:
     problems = []
     speakers = {split: {Path(p).parent.parent.name for p in files} for split, files in paths.items()}
     if len(speakers) == 2 and set.intersection(*speakers.values()):
