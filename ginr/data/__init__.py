@@ -3,6 +3,8 @@ cache and resumable samplers (SPEC 7)."""
 
 from __future__ import annotations
 
+import datasets
+
 from ginr.config import DataConfig
 from ginr.data.audio import AudioClip
 from ginr.data.cache import drop_unusable, resized_cache
@@ -11,10 +13,10 @@ from ginr.data.sources import load_split
 from ginr.data.transforms import ImageTransform
 
 
-def _signals(config: DataConfig, split: str, training: bool) -> Signals:
-    data = load_split(config, split)
+def make_signals(config: DataConfig, data: datasets.Dataset, name: str, training: bool) -> Signals:
+    """A loaded split (an ``image`` or ``audio`` column of undecoded entries) with its transform, checked or cached
+    as the config asks; ``name`` labels logs and cache folders."""
     kind = "audio" if "audio" in data.column_names else "image"
-    name = f"{config.source}-{split}"
     if kind == "audio":
         transform = AudioClip(config.sample_rate, config.clip_seconds, training, config.audio_trim_seconds)
     else:
@@ -28,12 +30,14 @@ def _signals(config: DataConfig, split: str, training: bool) -> Signals:
 
 def train_dataset(config: DataConfig) -> Signals:
     """The training split with the training transform (random crops where the data config asks for them)."""
-    return _signals(config, config.train_split, training=True)
+    split = config.train_split
+    return make_signals(config, load_split(config, split), f"{config.source}-{split}", training=True)
 
 
 def eval_dataset(config: DataConfig, split: str | None = None) -> Signals:
     """The held-out split (or ``split``) with the deterministic transform."""
-    return _signals(config, split or config.eval_split, training=False)
+    split = split or config.eval_split
+    return make_signals(config, load_split(config, split), f"{config.source}-{split}", training=False)
 
 
 __all__ = [
@@ -44,5 +48,6 @@ __all__ = [
     "TrainBatchSampler",
     "eval_dataset",
     "make_loader",
+    "make_signals",
     "train_dataset",
 ]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import datasets
 import filelock
+import numpy as np
 from PIL import Image
 
 from ginr.data.layouts import ENTRY
@@ -42,7 +43,7 @@ class _Probe:
         else:
             if self.keep:
                 buffer = io.BytesIO()
-                Image.fromarray(pixels.mul(255).round().byte().numpy()).save(buffer, format="PNG")
+                Image.fromarray(np.round(pixels.numpy() * 255).astype(np.uint8)).save(buffer, format="PNG")
                 out = {"bytes": buffer.getvalue(), "path": None}
         return {"error": error, self.column: out} if self.keep else {"error": error}
 
