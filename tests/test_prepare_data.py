@@ -149,7 +149,9 @@ def test_ffhq_flattened_with_the_lists_and_membership_check(tmp_path, capsys):
     _run("ffhq", "--to", str(tmp_path / "out"), "--from", str(source), "--split-lists", str(lists))
     assert "validation: 2 instances" in capsys.readouterr().out
     assert not any(p.is_dir() for p in (tmp_path / "out").iterdir())  # flat
-    held_out = eval_dataset(DataConfig(source="ffhq", path=str(tmp_path / "out"), resolution=4))
+    out = str(tmp_path / "out")
+    _run("ffhq", "--to", out, "--from", out, "--split-lists", out)  # in place: nothing is truncated
+    held_out = eval_dataset(DataConfig(source="ffhq", path=out, resolution=4))
     assert [red(held_out[i]) for i in range(2)] == [150, 90]
     (tmp_path / "out" / "ffhqvalidation.txt").write_text("00005.png\n00004.png\n")
     with pytest.raises(prepare.VerificationError, match=r"1 file\(s\) are in both FFHQ lists \(first: 00004.png\)"):

@@ -2,7 +2,8 @@
 
 Sources: the official archive (zip / tar, any compression) or an extracted folder, placed file by file by a rule per
 dataset; or, for ImageNette and LibriSpeech, their parquet copy on the Hugging Face Hub (or a local parquet folder
-with the same columns). Bytes are copied as they are (no re-encoding), so the files equal the official ones.
+with the same columns). Bytes are copied as they are, so the files equal the official ones (only a Hub copy's
+non-FLAC audio is re-encoded, losslessly, as FLAC).
 """
 
 from __future__ import annotations
@@ -116,6 +117,9 @@ def from_files(name: str, sources: list[Path], to: Path) -> int:
             if target is None:
                 continue
             destination = to / target
+            if destination.exists() and source.is_dir() and destination.samefile(source / member):
+                written += 1  # already in place (--from overlaps --to)
+                continue
             destination.parent.mkdir(parents=True, exist_ok=True)
             with opener() as src, open(destination, "wb") as dst:
                 shutil.copyfileobj(src, dst)
@@ -184,7 +188,8 @@ def copy_split_lists(split_lists: Path, to: Path) -> None:
     for list_name in FFHQ_LISTS.values():
         if not (split_lists / list_name).is_file():
             raise FileNotFoundError(f"--split-lists {split_lists}: {list_name} is missing")
-        shutil.copyfile(split_lists / list_name, to / list_name)
+        if not ((to / list_name).exists() and (to / list_name).samefile(split_lists / list_name)):
+            shutil.copyfile(split_lists / list_name, to / list_name)
 
 
 # ---- verification --------------------------------------------------------------------------------------------------
