@@ -11,9 +11,8 @@ import dataclasses
 
 from ginr.config import DataConfig
 
-WORKERS = (
-    8  # decoding and resizing keep up with a GPU step at this count (recipes/bench_data.py); the reference used 16
-)
+# Loader processes per training process (the reference used 16); recipes/bench_data.py measures what they sustain.
+WORKERS = 8
 
 
 def _ffhq(resolution: int) -> DataConfig:
