@@ -62,7 +62,9 @@ def parse_train_args(argv: list[str] | None = None, *, prog: str = "train.py", c
     try:
         config_lib.validate(config)
         model = build(config.model_name, config.model)
-        model.check_signal(*signal_shape(config.data))
+        shape = signal_shape(config.data)
+        if shape is not None:
+            model.check_signal(*shape)
         if isinstance(config.model, MetaINRConfig) and (config.train.coord_subsample or config.train.coord_noise):
             raise ValueError(
                 "--train.coord-subsample and --train.coord-noise apply to hypernetwork models; the meta-learning "

@@ -94,6 +94,9 @@ class MetaINRConfig:
     """Adapt at most this many instances at once (bounds memory); None adapts the whole batch together."""
 
 
+DataSource = Literal["photos", "imagefolder", "audiofolder", "celeba", "ffhq", "librispeech", "hub"]
+
+
 @dataclasses.dataclass(frozen=True)
 class TokenizerConfig:
     """How a signal becomes the transformer's data tokens (SPEC 2.3)."""
@@ -150,19 +153,27 @@ class HypernetINRConfig:
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    """Where the signals come from and how they become training examples."""
+    """Where the signals come from and how they become training examples (SPEC 7; presets in ginr.data.catalog)."""
 
-    source: Literal["photos", "imagefolder", "audiofolder", "ffhq"] = "photos"
-    """'photos': tiles of the photographs in scikit-image (no download); 'imagefolder' / 'audiofolder':
-    <path>/<split>/[<class>/]*; 'ffhq': a flat folder of NNNNN.png split by the reference's list files."""
+    source: DataSource = "photos"
+    """photos (embedded, no download) | imagefolder / audiofolder: <path>/<split>/[<class>/]* | celeba: flat
+    img_align_celeba folder | ffhq: NNNNN.png chosen by the split lists | librispeech: <path>/<subset>/<spk>/<chap>/*.flac |
+    hub: a Hugging Face dataset id or a local folder of parquet files."""
     path: str | None = None
-    """Folder of the data; unused by 'photos'."""
+    """Folder of the data, or for source=hub the dataset id (owner/name) or a local parquet folder; unused by photos."""
     split_lists: str | None = None
-    """Folder holding ffhqtrain.txt and ffhqvalidation.txt (FFHQ only; their order defines the dataset index)."""
+    """Folder holding ffhqtrain.txt and ffhqvalidation.txt (FFHQ; their order defines the dataset index, quirk 29);
+    None looks in --data.path."""
+    hub_config: str | None = None
+    """source=hub: the dataset's config name (for the parquet export revision refs/convert/parquet, its config folder)."""
+    hub_revision: str | None = None
+    """source=hub: branch, tag or commit of the dataset repo (None: main)."""
+    column: str | None = None
+    """source=hub: the column holding the images or audio; None takes the first Image or Audio column."""
     train_split: str = "train"
-    """Split used for training."""
+    """Split used for training (a subset name for librispeech, e.g. train-clean-100)."""
     eval_split: str = "validation"
-    """Held-out split used for evaluation."""
+    """Held-out split used for evaluation (CelebA's presets use test, as the reference does: quirk 17)."""
     resolution: int = 32
     """Images are resized (shorter side) and centre-cropped to resolution x resolution."""
     train_transform: Literal["resize_center_crop", "random_crop_flip"] = "resize_center_crop"
@@ -171,10 +182,19 @@ class DataConfig:
     """Audio is resampled to this rate (Hz)."""
     clip_seconds: float = 1.0
     """Audio clips are cut to this length: a random window in training, the start in evaluation, zero-padded."""
+    audio_trim_seconds: float = 0.0
+    """Drop this much from the end of every clip before cropping; the LibriSpeech presets drop 1 s like the
+    reference's CropAudio(total_secs=-1) (quirk 15); 0 keeps whole clips."""
     coord_range: tuple[float, float] = (-1.0, 1.0)
     """Coordinates span this interval on every axis (pixel centres, SPEC 4.1)."""
     num_workers: int = 0
-    """DataLoader worker processes per training process."""
+    """DataLoader worker processes per training process (they decode and transform); also the cache builders."""
+    cache_dir: str | None = None
+    """Keep splits with the resize_center_crop transform here as resized PNGs (built once, lossless, exact);
+    later runs skip decoding and resizing the originals. None: no cache."""
+    skip_bad_files: bool = False
+    """Check every file once before training and drop unreadable ones (corrupt, truncated, smaller than the crop),
+    logging how many; False stops at the first bad file with its name."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -372,6 +392,7 @@ def validate(config: Config) -> None:
         "must give at least one sample",
         data.clip_seconds,
     )
+    need(data.audio_trim_seconds >= 0, "--data.audio-trim-seconds", "must be >= 0", data.audio_trim_seconds)
     need(data.coord_range[0] < data.coord_range[1], "--data.coord-range", "needs lo < hi", data.coord_range)
     need(data.num_workers >= 0, "--data.num-workers", "must be >= 0", data.num_workers)
     if problems:

@@ -12,7 +12,6 @@ from collections.abc import Callable
 
 from ginr.config import (
     Config,
-    DataConfig,
     FourierConfig,
     HypernetINRConfig,
     HyponetConfig,
@@ -22,6 +21,7 @@ from ginr.config import (
     TrainConfig,
     TransformerConfig,
 )
+from ginr.data.catalog import DATA
 
 DATA_NAMES = (
     "photos",
@@ -37,20 +37,6 @@ DATA_NAMES = (
     "shapenet-chairs",
     "shapenet-lamps",
 )
-
-# ---- data (SPEC 7) --------------------------------------------------------------------------------------------------
-
-DATA: dict[str, DataConfig] = {
-    "photos": DataConfig(source="photos", resolution=32),
-    "celeba178": DataConfig(source="imagefolder", resolution=178),
-    "ffhq178": DataConfig(source="ffhq", resolution=178),
-    "ffhq256": DataConfig(source="ffhq", resolution=256),
-    "ffhq512": DataConfig(source="ffhq", resolution=512),
-    "ffhq1024": DataConfig(source="ffhq", resolution=1024),
-    "imagenette178": DataConfig(source="imagefolder", resolution=178, train_transform="random_crop_flip"),
-    "librispeech1s": DataConfig(source="audiofolder", clip_seconds=1.0),
-    "librispeech3s": DataConfig(source="audiofolder", clip_seconds=3.0, coord_range=(-3.0, 3.0)),
-}
 
 
 # ---- the reference's per-experiment values --------------------------------------------------------------------------

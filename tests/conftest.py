@@ -47,6 +47,132 @@ def write_audio_folder(root, n_train: int = 8, n_eval: int = 2, seconds: float =
     return root
 
 
+def coded_image(value: int, size: tuple[int, int], mode: str = "RGB") -> Image.Image:
+    """A flat image whose red channel (or gray level) is ``value``, so tests can tell files apart after resizing."""
+    colour = {"RGB": (value, 0, 0), "L": value, "RGBA": (value, 0, 0, 255)}[mode]
+    return Image.new(mode, size, colour)
+
+
+def red(image_tensor) -> int:
+    """The ``value`` of a :func:`coded_image` after decoding and transforming."""
+    return round(float(image_tensor[..., 0].mean()) * 255)
+
+
+def write_celeba(root, ids=range(1, 11), size=(18, 22)):
+    """A flat ``img_align_celeba`` folder: ``NNNNNN.jpg`` whose red level is 20 x id (CelebA's 178x218 scaled down)."""
+    root.mkdir(parents=True, exist_ok=True)
+    for i in ids:
+        coded_image(20 * i, size).save(root / f"{i:06d}.jpg", quality=100)
+    return root
+
+
+def write_ffhq(root, count=6, size=8, nested=True):
+    """FFHQ-like ``NNNNN.png`` (red level 30 x id), in the official ``00000/`` subfolder when ``nested``."""
+    folder = root / "00000" if nested else root
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        coded_image(30 * i, (size, size)).save(folder / f"{i:05d}.png")
+    return root
+
+
+IMAGENETTE_FILES = {  # split -> wnid -> file names (written in this order, which is not the sorted one)
+    "train": {"n03000684": ["n03000684_9.JPEG", "n03000684_10.JPEG"], "n01440764": ["b.JPEG", "a.JPEG", "c.JPEG"]},
+    "val": {"n01440764": ["z.JPEG"], "n03000684": ["ILSVRC2012_val_1.JPEG"]},
+}
+
+
+def write_imagenette(root, size=(30, 24)):
+    """``imagenette2-320``-like ``{train,val}/<wnid>/*.JPEG``; each file's red level is its sorted position x 20."""
+    for split, classes in IMAGENETTE_FILES.items():
+        ordered = [(wnid, name) for wnid in sorted(classes) for name in sorted(classes[wnid])]
+        for wnid, names in classes.items():
+            (root / split / wnid).mkdir(parents=True, exist_ok=True)
+            for name in names:
+                coded_image(20 * (1 + ordered.index((wnid, name))), size).save(root / split / wnid / name, "PNG")
+    return root
+
+
+LIBRISPEECH = {  # subset -> utterance id -> seconds
+    "train-clean-100": {"19-198-0001": 2.5, "103-1240-0000": 1.5, "19-198-0000": 3.0},
+    "test-clean": {"1089-134686-0000": 2.0, "121-121726-0000": 0.5},
+}
+
+
+def utterance(uid: str, seconds: float, rate: int = 16000):
+    """A deterministic test waveform: a ramp from -0.5 to 0.5 plus a tone keyed to the utterance id."""
+    t = np.arange(int(round(seconds * rate))) / rate
+    tone = 0.2 * np.sin(2 * np.pi * (100 + sum(map(ord, uid)) % 300) * t)
+    return (np.linspace(-0.5, 0.5, t.size) + tone).astype(np.float32)
+
+
+def write_librispeech(root, rate: int = 16000):
+    """``root/LibriSpeech/<subset>/<speaker>/<chapter>/<id>.flac`` (16-bit FLAC, as LibriSpeech ships)."""
+    import soundfile
+
+    for subset, clips in LIBRISPEECH.items():
+        for uid, seconds in clips.items():
+            speaker, chapter, _ = uid.split("-")
+            folder = root / "LibriSpeech" / subset / speaker / chapter
+            folder.mkdir(parents=True, exist_ok=True)
+            soundfile.write(folder / f"{uid}.flac", utterance(uid, seconds, rate), rate, subtype="PCM_16")
+    return root
+
+
+IMAGENETTE_LABELS = ["tench", "English springer", "chain saw"]  # a ClassLabel as Hub copies name ImageNette's
+
+
+def write_imagenette_parquet(root, config: str = "320px"):
+    """A parquet export (revision refs/convert/parquet) of ImageNette: ``<config>/<split>/0000.parquet`` with an
+    ``image`` (bytes and file name) and a ``label`` column; row i of a split has red level 10 x (i + 1)."""
+    import io
+
+    import datasets
+
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=IMAGENETTE_LABELS)})
+    for split, labels in (("train", [0, 2, 1, 0]), ("validation", [2, 0])):
+        rows = {"image": [], "label": labels}
+        for i in range(len(labels)):
+            buffer = io.BytesIO()
+            coded_image(10 * (i + 1), (24, 20)).save(buffer, format="PNG")
+            rows["image"].append({"bytes": buffer.getvalue(), "path": f"{split}_{i:02d}.JPEG"})
+        (root / config / split).mkdir(parents=True, exist_ok=True)
+        datasets.Dataset.from_dict(rows, features=features).to_parquet(root / config / split / "0000.parquet")
+    return root
+
+
+def write_librispeech_parquet(root):
+    """openslr/librispeech_asr's parquet layout and columns (config ``clean``: train.100 and test) from
+    :data:`LIBRISPEECH`, with FLAC bytes in the ``audio`` column."""
+    import io
+
+    import datasets
+    import soundfile
+
+    card = ["---", "configs:", "- config_name: clean", "  data_files:"]
+    for subset, split in (("train-clean-100", "train.100"), ("test-clean", "test")):
+        rows = {k: [] for k in ("file", "audio", "text", "speaker_id", "chapter_id", "id")}
+        for uid, seconds in LIBRISPEECH[subset].items():
+            buffer = io.BytesIO()
+            soundfile.write(buffer, utterance(uid, seconds), 16000, format="FLAC", subtype="PCM_16")
+            speaker, chapter, _ = uid.split("-")
+            values = (
+                f"{uid}.flac",
+                {"bytes": buffer.getvalue(), "path": f"{uid}.flac"},
+                "TEXT",
+                int(speaker),
+                int(chapter),
+                uid,
+            )
+            for key, value in zip(rows, values):
+                rows[key].append(value)
+        data = datasets.Dataset.from_dict(rows).cast_column("audio", datasets.Audio(sampling_rate=16000))
+        (root / "clean" / split).mkdir(parents=True, exist_ok=True)
+        data.to_parquet(root / "clean" / split / "0000.parquet")
+        card += [f"  - split: {split}", f"    path: clean/{split}/*.parquet"]
+    (root / "README.md").write_text("\n".join(card + ["---", ""]))
+    return root
+
+
 @pytest.fixture(scope="session")
 def audio_folder(tmp_path_factory):
     return write_audio_folder(tmp_path_factory.mktemp("audio"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 
 import pytest
 import torch
@@ -74,11 +75,16 @@ def test_ffhq_lists_define_order(tmp_path):
         eval_dataset(config)
 
 
+def _entry(image: Image.Image) -> dict:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return {"bytes": buffer.getvalue(), "path": None}
+
+
 def test_transforms_rgb_and_random_crop_is_seeded():
-    gray = Image.new("L", (40, 30), 128)
-    out = ImageTransform(16)(gray, None)
+    out = ImageTransform(16)(_entry(Image.new("L", (40, 30), 128)), None)
     assert out.shape == (16, 16, 3)
-    image = Image.frombytes("RGB", (40, 30), bytes(range(256)) * 14 + bytes(range(16)))
+    image = _entry(Image.frombytes("RGB", (40, 30), bytes(range(256)) * 14 + bytes(range(16))))
     crop = ImageTransform(16, "random_crop_flip")
     assert torch.equal(crop(image, 7), crop(image, 7))
     assert any(not torch.equal(crop(image, 7), crop(image, s)) for s in range(8, 20))

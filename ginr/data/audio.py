@@ -1,4 +1,4 @@
-"""Audio decoding without FFmpeg: soundfile on the raw bytes, mono, resampled, cropped to a fixed-length clip."""
+"""Audio decoding without FFmpeg (soundfile on the raw bytes: mono, resampled) and the reference's CropAudio (SPEC 7)."""
 
 from __future__ import annotations
 
@@ -36,13 +36,22 @@ def crop(samples: torch.Tensor, length: int, generator: torch.Generator | None) 
 
 
 class AudioClip:
-    """Picklable transform for loader workers: an undecoded audio entry (+ per-sample seed) -> (T, 1) tensor."""
+    """Picklable transform for loader workers: an undecoded audio entry (+ per-sample seed) -> (T, 1) tensor.
 
-    def __init__(self, sample_rate: int, clip_seconds: float, random_crop: bool):
+    The reference's ``CropAudio`` (SPEC 7): drop ``trim_seconds`` from the end (its ``total_secs=-1`` drops 1 s,
+    quirk 15; a clip no longer than that becomes silence), then a random window in training or the start in
+    evaluation, zero-padded to ``clip_seconds``.
+    """
+
+    def __init__(self, sample_rate: int, clip_seconds: float, random_crop: bool, trim_seconds: float = 0.0):
         self.sample_rate = sample_rate
         self.length = int(round(clip_seconds * sample_rate))
+        self.trim = int(round(trim_seconds * sample_rate))
         self.random_crop = random_crop
 
     def __call__(self, entry: dict, seed: int | None) -> torch.Tensor:
         generator = torch.Generator().manual_seed(seed or 0) if self.random_crop else None
-        return crop(decode(entry, self.sample_rate), self.length, generator).unsqueeze(-1)
+        samples = decode(entry, self.sample_rate)
+        if self.trim:
+            samples = samples[: max(samples.numel() - self.trim, 0)]
+        return crop(samples, self.length, generator).unsqueeze(-1)

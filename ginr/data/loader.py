@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 
 class Signals(Dataset):
     """Items ``(index, seed)`` (or a bare index) of a split -> channels-last tensors, ``transform(entry, seed)``:
-    (H, W, 3) images in [0, 1] or (T, 1) audio in [-1, 1]."""
+    (H, W, 3) images in [0, 1] or (T, 1) audio in [-1, 1]. ``entry`` is the undecoded ``{bytes, path}`` of a row."""
 
     def __init__(self, split: datasets.Dataset, transform: Callable, column: str):
         if column not in split.column_names:
@@ -33,21 +33,24 @@ class Signals(Dataset):
 
     def __getitem__(self, key) -> torch.Tensor:
         index, seed = key if isinstance(key, tuple) else (key, None)
+        entry = self.split[int(index)][self.column]
         try:
-            return self.transform(self.split[int(index)][self.column], seed)
-        except Exception as error:  # name the file behind a worker's stack trace
-            raise RuntimeError(
-                f"cannot load sample {index} ({_describe(self.split, index, self.column)}): {error}"
-            ) from error
+            return self.transform(entry, seed)
+        except Exception as error:  # name the file, even from inside a loader worker
+            raise BadFileError(failure_message(entry, int(index), error)) from error
 
 
-def _describe(split: datasets.Dataset, index: int, column: str) -> str:
-    try:
-        feature = split.features[column]
-        raw = split.cast_column(column, type(feature)(decode=False))[int(index)][column]
-        return raw.get("path") or "in-memory data"
-    except Exception:
-        return "unreadable entry"
+class BadFileError(RuntimeError):
+    """A file that cannot be decoded or transformed; the message names it and the fix."""
+
+
+def failure_message(entry: dict, index: int, error: Exception) -> str:
+    """``cannot use <file>: <why>`` and what to do about it."""
+    where = entry.get("path") or f"row {index} (in-memory data)"
+    return (
+        f"cannot use {where}: {type(error).__name__}: {error}. Replace that file (recipes/prepare_data.py --verify "
+        "checks a dataset folder), or pass --data.skip-bad-files to drop unusable files with a count in the log"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
