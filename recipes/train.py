@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
         run_dir = setup.run_folder(config, resume, accelerator)
         latest = checkpoint.latest(run_dir) if resume is not None else None
         if resume is not None and latest is None:
-            raise ValueError(f"--resume {run_dir}: no complete checkpoint in {run_dir / 'checkpoints'}")
+            raise ValueError(f"--resume {run_dir}: no complete and intact checkpoint in {run_dir / 'checkpoints'}")
     except (ValueError, FileExistsError) as error:
         cli.fail(str(error))
 

@@ -58,7 +58,7 @@ def run_folder(config: config_lib.Config, resume: Path | None, accelerator: Acce
     if (folder / CONFIG).exists() and not train.overwrite:
         raise FileExistsError(
             f"{folder} already holds a run; continue it with --resume {folder}, pick another --train.run-name, "
-            "or pass --train.overwrite True to replace it"
+            "or pass --train.overwrite to replace it"
         )
     return folder
 
