@@ -47,12 +47,12 @@ def test_a_run_and_its_checkpoints_survive_every_refused_command(tmp_path, image
     assert "checkpoints/step-00000004/manifest.json" in before
 
     attempts = [
-        (flags, f"{run} already holds a run; continue it with --resume {run}"),
-        (flags, "or pass --train.overwrite to replace it"),  # the flag the last command below uses
+        (flags, f"{run} already holds a run; continue it with --resume {run}, pick another --train.run-name, or pass "
+         "--train.overwrite to replace it"),  # the flag the last command below uses
         (["--resume", str(run), "--model.rank", "8"], "does not match the model built from this run's config"),
         (["--resume", str(run), "--train.batch-size", "8"], "resume with --train.batch-size 4"),
         (["--resume", str(run), "--model", "learned-init"], "--model learned-init differs from the resumed run's"),
-    ]
+    ]  # fmt: skip
     for argv, message in attempts:
         assert message in refused(train, argv, capsys)
         assert files(run) == before, argv

@@ -65,7 +65,7 @@ def train_step(
     """
     for group in optimizer.param_groups:
         group["lr"] = lr
-    params = [p for p in module.parameters()]
+    params = list(module.parameters())
     flags = torch.zeros(plan.global_batch + 2, device=accelerator.device)  # [positions | gradients | weights]
     flags[-1] = ~_all_finite(params)
     sums: dict[str, torch.Tensor] = {}
