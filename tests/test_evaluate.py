@@ -84,3 +84,13 @@ def test_out_of_memory_on_one_instance_and_other_errors_are_raised(tiny, acceler
     fits_at_most(model, 2, RuntimeError("mat1 and mat2 shapes cannot be multiplied"), monkeypatch)
     with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
         run(model, params, loader, accelerator)
+
+
+def test_evaluation_never_shifts_the_training_rng(tiny, accelerator, monkeypatch):
+    """A model drawing random numbers in evaluation (dropout left on, say) leaves the global stream where it was."""
+    model, params, loader = tiny
+    encode = model.encode
+    monkeypatch.setattr(model, "encode", lambda *args, **kwargs: (torch.rand(3), encode(*args, **kwargs))[1])
+    state = torch.get_rng_state()
+    run(model, params, loader, accelerator)
+    assert torch.equal(torch.get_rng_state(), state)

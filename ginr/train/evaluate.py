@@ -45,8 +45,17 @@ def evaluate(
     """Encode and decode every instance of ``loader``; return the metrics and (main process) reconstructions.
 
     A batch that runs out of device memory is measured in smaller chunks (see :class:`Chunked`) and the images are
-    left out if even they do not fit, so a long run is never killed by its evaluation.
+    left out if even they do not fit, so a long run is never killed by its evaluation. It runs on a fork of the torch
+    RNG, so whatever it draws never shifts training's random streams (an evaluation at the end of a stopped run is
+    one an uninterrupted run does not make).
     """
+    devices = [accelerator.device] if accelerator.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        return _evaluate(model, params, loader, accelerator, coord_range, n_steps, n_images, upsample)
+
+
+def _evaluate(model, params, loader, accelerator, coord_range, n_steps, n_images, upsample) -> EvalResult:
+    """:func:`evaluate` inside its RNG fork."""
     sums: dict[str, torch.Tensor] = {}
     images: dict[str, torch.Tensor] = {}
 
