@@ -33,9 +33,25 @@ def refused(train, argv, capsys) -> str:
     return capsys.readouterr().err
 
 
-def test_missing_data_is_refused_before_the_run_folder_is_written(tmp_path, train, capsys):
-    err = refused(train, tiny_train_flags(tmp_path / "nowhere", tmp_path / "runs", "run"), capsys)
-    assert f"--data.path={tmp_path / 'nowhere'}: no such folder" in err
+@pytest.mark.parametrize(
+    "data, extra, message",
+    [
+        ("nowhere", [], "--data.path={tmp}/nowhere: no such folder"),
+        (
+            "images",
+            ["--train.grad-accumulation", "3"],
+            "--train.batch-size=4 (the global batch) must be a positive multiple of processes x "
+            "--train.grad-accumulation = 1 x 3 = 3",
+        ),
+    ],
+    ids=["missing data", "global batch does not divide"],
+)
+def test_bad_input_is_refused_before_the_run_folder_is_written(
+    tmp_path, image_folder, train, capsys, data, extra, message
+):
+    folder = image_folder if data == "images" else tmp_path / data
+    err = refused(train, [*tiny_train_flags(folder, tmp_path / "runs", "run"), *extra], capsys)
+    assert message.format(tmp=tmp_path) in err
     assert not (tmp_path / "runs").exists()
 
 
