@@ -23,10 +23,11 @@ that preset, shown with the preset's value. --resume RUN_DIR continues a run fro
 (flags then override the run's saved config)."""
 
 
-def fail(message: str) -> None:
-    """Print ``error: message`` to stderr and exit with status 2 (the status of a usage error)."""
+def fail(message: str, status: int = 2) -> None:
+    """Print ``error: message`` to stderr and exit with ``status``: 2 (the default) for a usage error refused before
+    any work, 1 for a run that had to stop."""
     print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(2)
+    raise SystemExit(status)
 
 
 def parse_train_args(argv: list[str] | None = None, *, prog: str = "train.py", console: bool = True):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
 import typing
 from typing import Generic, Literal, TypeVar
 
@@ -261,7 +262,12 @@ class TrainConfig:
     run_name: str | None = None
     """Run folder name under out_dir; None uses <model>_<data>_<date-time>."""
     overwrite: bool = False
-    """Allow writing into a run folder that already holds a run."""
+    """Replace the run a run folder already holds (its checkpoints, events and metrics are deleted)."""
+    nonfinite: Literal["skip", "stop"] = "skip"
+    """A step whose loss or gradients are not finite (NaN/inf) on any process: 'skip' it (weights, optimizer and EMA
+    untouched; counted in train/skipped_steps) or 'stop' the run naming the step, its batch and the last checkpoint."""
+    skip_limit: int = 10
+    """With --train.nonfinite skip: stop once this many steps in a row were skipped (the run is not recovering)."""
 
 
 M = TypeVar("M")
@@ -286,37 +292,43 @@ def to_dict(config) -> dict:
     return dataclasses.asdict(config)
 
 
-def _build(cls, value):
-    """Rebuild a dataclass (or a typed value) from its JSON form, refusing unknown fields."""
-    if dataclasses.is_dataclass(cls):
+def _build(hint, value, where: str):
+    """Rebuild a value of type ``hint`` from its JSON form, refusing unknown fields and values of the wrong type
+    (``where`` names the field in errors)."""
+    if dataclasses.is_dataclass(hint):
         if not isinstance(value, dict):
-            raise ValueError(f"expected an object for {cls.__name__}, got {value!r}")
-        hints = typing.get_type_hints(cls, include_extras=False)
-        names = {f.name for f in dataclasses.fields(cls)}
+            raise ValueError(f"{where}: expected an object for {hint.__name__}, got {value!r}")
+        hints = typing.get_type_hints(hint)
+        names = {f.name for f in dataclasses.fields(hint)}
         unknown = set(value) - names
         if unknown:
-            raise ValueError(f"unknown field(s) {sorted(unknown)} for {cls.__name__}; known: {sorted(names)}")
-        return cls(**{k: _build(_strip_suppress(hints[k]), v) for k, v in value.items()})
-    origin = typing.get_origin(cls)
-    if origin is tuple and isinstance(value, list):
-        return tuple(value)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        for arg in typing.get_args(cls):
-            if arg is type(None) and value is None:
-                return None
-            if arg is not type(None):
-                if typing.get_origin(arg) is tuple and isinstance(value, list):
-                    return tuple(value)
-                if dataclasses.is_dataclass(arg) and isinstance(value, dict):
-                    return _build(arg, value)
-        return value
+            raise ValueError(f"{where}: unknown field(s) {sorted(unknown)} for {hint.__name__}; known: {sorted(names)}")
+        return hint(**{k: _build(hints[k], v, f"{where}.{k}") for k, v in value.items()})
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        for arg in args:
+            try:
+                return _build(arg, value, where)
+            except ValueError:
+                continue
+        raise ValueError(f"{where}={value!r} is not a {hint}")
+    if origin is Literal:
+        if value in args:
+            return value
+        raise ValueError(f"{where}={value!r}: choose one of {list(args)}")
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"{where}={value!r}: expected a list")
+        types_ = [args[0]] * len(value) if len(args) == 2 and args[1] is Ellipsis else list(args)
+        if len(types_) != len(value):
+            raise ValueError(f"{where}={value!r}: expected {len(types_)} values")
+        return tuple(_build(t, v, f"{where}[{i}]") for i, (t, v) in enumerate(zip(types_, value)))
+    scalar = {int: (int,), float: (int, float), bool: (bool,), str: (str,), type(None): (type(None),)}.get(hint)
+    if scalar is not None:
+        if not isinstance(value, scalar) or (isinstance(value, bool) and hint is not bool):
+            raise ValueError(f"{where}={value!r}: expected {hint.__name__}")
+        return float(value) if hint is float else value
     return value
-
-
-def _strip_suppress(hint):
-    if typing.get_origin(hint) is typing.Annotated:
-        return typing.get_args(hint)[0]
-    return hint
 
 
 def from_dict(data: dict, model_type: type | None = None) -> Config:
@@ -328,10 +340,10 @@ def from_dict(data: dict, model_type: type | None = None) -> Config:
     unknown = set(data) - set(fields)
     if unknown:
         raise ValueError(f"unknown config section(s) {sorted(unknown)}; known: {sorted(fields)}")
-    kwargs = {"model": _build(model_type, data["model"])}
+    kwargs = {"model": _build(model_type, data["model"], "model")}
     for name, cls in (("data", DataConfig), ("optim", OptimConfig), ("train", TrainConfig)):
         if name in data:
-            kwargs[name] = _build(cls, data[name])
+            kwargs[name] = _build(cls, data[name], name)
     for name in ("model_name", "data_name"):
         if name in data:
             kwargs[name] = data[name]
@@ -384,6 +396,7 @@ def validate(config: Config) -> None:
         "must be in (0, 1] or None",
         train.coord_subsample,
     )
+    need(train.skip_limit > 0, "--train.skip-limit", "must be > 0", train.skip_limit)
     need(data.resolution > 0, "--data.resolution", "must be > 0", data.resolution)
     need(data.sample_rate > 0, "--data.sample-rate", "must be > 0", data.sample_rate)
     need(

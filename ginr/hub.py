@@ -50,16 +50,19 @@ def read_config(folder: str | os.PathLike) -> config_lib.Config:
     """The :class:`ginr.config.Config` stored in ``folder/config.json``."""
     path = Path(folder) / CONFIG_NAME
     try:
-        data = json.loads(path.read_text())
-        return config_lib.from_dict(data)
+        config = config_lib.from_dict(json.loads(path.read_text()))
+        config_lib.validate(config)
+        return config
     except FileNotFoundError as error:
         raise ModelFileError(f"{path} is missing: not a ginr model folder") from error
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
         raise ModelFileError(f"{path} is not a valid ginr config: {error}") from error
 
 
-def load_params(folder: str | os.PathLike, model: Model) -> dict:
-    """The params in ``folder/model.safetensors``, checked strictly against the structure ``model.init`` builds."""
+def load_params(folder: str | os.PathLike, model: Model, model_from: str = "its config.json") -> dict:
+    """The params in ``folder/model.safetensors``, checked strictly against the structure ``model.init`` builds (every
+    key, shape and dtype) and refused when any value is not finite. ``model_from`` says where ``model`` came from, for
+    the error message."""
     path = Path(folder) / WEIGHTS_NAME
     try:
         tensors = load_file(str(path))
@@ -68,28 +71,42 @@ def load_params(folder: str | os.PathLike, model: Model) -> dict:
     except (SafetensorError, OSError) as error:
         raise ModelFileError(f"{path} is not a readable safetensors file (truncated or corrupt?): {error}") from error
     expected = flatten(model.init(torch.Generator().manual_seed(0)))
-    check_structure(expected, tensors, str(path))
+    check_structure(expected, tensors, str(path), f"the model built from {model_from}")
+    broken = [name for name, value in tensors.items() if value.is_floating_point() and not value.isfinite().all()]
+    if broken:
+        raise ModelFileError(f"{path} holds non-finite values (NaN or inf) in {sorted(broken)}")
     return unflatten({name: tensors[name].requires_grad_(ref.requires_grad) for name, ref in expected.items()})
 
 
-def check_structure(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor], where: str) -> None:
-    """Raise :class:`ModelFileError` naming every missing, unexpected or mis-shaped key."""
+def check_structure(
+    expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor], where: str, against: str
+) -> None:
+    """Raise :class:`ModelFileError` naming every missing, unexpected, mis-shaped or mis-typed key."""
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
+    common = [name for name in expected if name in found]
     shapes = [
         f"{name}: file {tuple(found[name].shape)} vs model {tuple(expected[name].shape)}"
-        for name in expected
-        if name in found and found[name].shape != expected[name].shape
+        for name in common
+        if found[name].shape != expected[name].shape
     ]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing keys {missing}")
-        if unexpected:
-            parts.append(f"unexpected keys {unexpected}")
-        if shapes:
-            parts.append(f"shape mismatches {shapes}")
-        raise ModelFileError(f"{where} does not match its config: " + "; ".join(parts))
+    dtypes = [
+        f"{name}: file {found[name].dtype} vs model {expected[name].dtype}"
+        for name in common
+        if found[name].dtype != expected[name].dtype
+    ]
+    problems = [
+        f"{what} {items}"
+        for what, items in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("shape mismatches", shapes),
+            ("dtype mismatches", dtypes),
+        )
+        if items
+    ]
+    if problems:
+        raise ModelFileError(f"{where} does not match {against}: " + "; ".join(problems))
 
 
 def from_pretrained(id_or_dir: str | os.PathLike, revision: str | None = None) -> Pretrained:

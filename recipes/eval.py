@@ -18,6 +18,7 @@ from accelerate import Accelerator
 
 from ginr import from_pretrained
 from ginr.data import EvalBatchSampler, eval_dataset, make_loader
+from ginr.hub import ModelFileError
 from ginr.pytree import tree_map
 from ginr.train.checkpoint import model_folder
 from ginr.train.evaluate import evaluate
@@ -44,7 +45,10 @@ class Args:
 
 def main(args: Args) -> None:
     accelerator = Accelerator()
-    loaded = from_pretrained(model_folder(args.model), revision=args.revision)
+    try:
+        loaded = from_pretrained(model_folder(args.model), revision=args.revision)
+    except ModelFileError as error:
+        raise SystemExit(f"error: {error}") from error
     data = loaded.config.data
     if args.data_path is not None:
         data = dataclasses.replace(data, path=args.data_path)

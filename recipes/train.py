@@ -3,12 +3,13 @@
     accelerate launch recipes/train.py --model ipc-meta [--data photos] [--optim.lr 1e-4 ...]
     accelerate launch recipes/train.py --resume runs/<run>          # continue exactly where it stopped
 
-Reads top to bottom: config, accelerator, data, model, optimizer, (resume), loop, evaluation, checkpoints.
+Reads top to bottom: config, accelerator, run folder, data, model, optimizer, (resume), loop, evaluation,
+checkpoints. Everything that can be refused (flags, run folder, data, checkpoint) is checked before the run folder is
+written to.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import sys
@@ -22,10 +23,12 @@ from ginr.data import BatchPlan, EvalBatchSampler, TrainBatchSampler, eval_datas
 from ginr.module import ParamsModule
 from ginr.pytree import unflatten
 from ginr.train import checkpoint, schedule, setup
+from ginr.train.checkpoint import CheckpointError
 from ginr.train.ema import init_ema, update_ema
 from ginr.train.evaluate import evaluate
 from ginr.train.logger import RunLogger, table
 from ginr.train.objective import reconstruction_objective
+from ginr.train.step import NonFiniteError, NonFiniteGuard, train_step
 
 
 def say(accelerator, message: str) -> None:
@@ -45,12 +48,17 @@ def main(argv: list[str] | None = None) -> None:
     try:
         plan = BatchPlan.derive(train_cfg.batch_size, accelerator.num_processes, train_cfg.grad_accumulation)
         run_dir = setup.run_folder(config, resume, accelerator)
+        latest = checkpoint.latest(run_dir) if resume is not None else None
+        if resume is not None and latest is None:
+            raise ValueError(f"--resume {run_dir}: no complete and intact checkpoint in {run_dir / 'checkpoints'}")
     except (ValueError, FileExistsError) as error:
         cli.fail(str(error))
-    say(accelerator, f"run folder: {run_dir}")
 
     # ---- data -------------------------------------------------------------------------------------------------
-    train_set, eval_set = train_dataset(config.data), eval_dataset(config.data)
+    try:
+        train_set, eval_set = train_dataset(config.data), eval_dataset(config.data)
+    except (ValueError, FileNotFoundError) as error:
+        cli.fail(str(error))
     steps_per_epoch = TrainBatchSampler.steps_per_epoch(len(train_set), plan)
     if steps_per_epoch == 0:
         cli.fail(
@@ -84,15 +92,22 @@ def main(argv: list[str] | None = None) -> None:
     holder = accelerator.unwrap_model(module)
     ema = init_ema(named_state(holder)) if train_cfg.ema else None
 
-    step, history = 0, []
-    if resume is not None:
-        latest = checkpoint.latest(run_dir)
-        if latest is None:
-            cli.fail(f"--resume {run_dir}: no complete checkpoint in {run_dir / 'checkpoints'}")
-        state, ema_state = checkpoint.restore(latest, accelerator=accelerator, module=module, optimizer=optimizer)
+    step, history, state = 0, [], {}
+    if latest is not None:
+        try:
+            state, ema_state = checkpoint.restore(
+                latest, accelerator=accelerator, module=module, optimizer=optimizer, global_batch=plan.global_batch
+            )
+        except CheckpointError as error:
+            cli.fail(str(error))
         step, history = state["step"], state.get("eval_history", [])
         ema = ema_state if ema_state is not None else ema
         say(accelerator, f"resumed from {latest} at step {step}")
+    setup.start_run(run_dir, config, accelerator, resumed=resume is not None)
+    say(accelerator, f"run folder: {run_dir}")
+    guard = NonFiniteGuard(
+        train_cfg.nonfinite, train_cfg.skip_limit, state.get("skipped_steps", 0), state.get("skipped_in_a_row", 0)
+    )
     logger = RunLogger(run_dir, accelerator.is_main_process)
     n_params = sum(p.numel() for p in holder.parameters())
     say(
@@ -136,6 +151,10 @@ def main(argv: list[str] | None = None) -> None:
             )
         holder.train()
 
+    def stop(error: Exception) -> None:
+        logger.close()
+        cli.fail(str(error), status=1)
+
     def save(at_step: int) -> None:
         trainer_state = {
             "epoch": at_step // steps_per_epoch,
@@ -144,19 +163,24 @@ def main(argv: list[str] | None = None) -> None:
             "global_batch": plan.global_batch,
             "micro_batch": plan.micro_batch,
             "accumulation": plan.accumulation,
+            "skipped_steps": guard.skipped,
+            "skipped_in_a_row": guard.in_a_row,
             "eval_history": history,
         }
-        path = checkpoint.save(
-            run_dir,
-            at_step,
-            accelerator=accelerator,
-            config=config,
-            params=holder.tree(),
-            optimizer=optimizer,
-            trainer_state=trainer_state,
-            ema=ema,
-            keep=train_cfg.keep_checkpoints,
-        )
+        try:
+            path = checkpoint.save(
+                run_dir,
+                at_step,
+                accelerator=accelerator,
+                config=config,
+                params=holder.tree(),
+                optimizer=optimizer,
+                trainer_state=trainer_state,
+                ema=ema,
+                keep=train_cfg.keep_checkpoints,
+            )
+        except CheckpointError as error:
+            stop(error)
         say(accelerator, f"checkpoint: {path}")
 
     # ---- training loop ----------------------------------------------------------------------------------------
@@ -174,36 +198,35 @@ def main(argv: list[str] | None = None) -> None:
         epoch, start = divmod(step, steps_per_epoch)
         sampler = TrainBatchSampler(len(train_set), plan, accelerator.process_index, train_cfg.seed, epoch, start)
         batches = iter(make_loader(train_set, sampler, config.data.num_workers))
-        for _ in range(start, steps_per_epoch):
+        for step_in_epoch in range(start, steps_per_epoch):
             tick = time.perf_counter()
             lr = schedule.learning_rate(step, optim, steps_per_epoch, total_steps)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            sums = {}
-            for micro in range(plan.accumulation):
-                signal = next(batches).to(accelerator.device, non_blocking=True)
-                sync = micro == plan.accumulation - 1
-                with contextlib.nullcontext() if sync else accelerator.no_sync(module):
-                    out = module(signal)
-                    accelerator.backward(out["loss"] / plan.accumulation)
-                for name in ("psnr", "mse", "inner_mse"):
-                    if name in out:
-                        sums[name] = sums.get(name, 0) + out[name].mean(dim=0) / plan.accumulation
-            if optim.max_grad_norm is not None:
-                accelerator.clip_grad_norm_(module.parameters(), optim.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            result = train_step(
+                module, optimizer, batches, accelerator=accelerator, plan=plan, lr=lr, max_grad_norm=optim.max_grad_norm
+            )
             step += 1
-            if ema is not None:
+            try:
+                note = guard.check(
+                    result,
+                    step,
+                    batch=functools.partial(sampler.step_indices, step_in_epoch),
+                    last_checkpoint=functools.partial(checkpoint.latest, run_dir),
+                )
+            except NonFiniteError as error:
+                stop(error)
+            if note is not None:
+                say(accelerator, note)
+            elif ema is not None:
                 update_ema(ema, named_state(holder), train_cfg.ema, step)
             images_per_s = plan.global_batch / (time.perf_counter() - tick)
             if step % train_cfg.log_every == 0 or step == total_steps:
-                logged = {k: accelerator.reduce(v.detach(), reduction="mean") for k, v in sums.items()}
+                logged = {k: accelerator.reduce(v.detach(), reduction="mean") for k, v in result.metrics.items()}
                 scalars = {
                     "loss": float(logged["mse"]),
                     "psnr": float(logged["psnr"]),
                     "lr": lr,
                     "img_per_s": images_per_s,
+                    "skipped_steps": guard.skipped,
                 }
                 if "inner_mse" in logged:
                     for t, value in enumerate((-10 * torch.log10(logged["inner_mse"])).tolist()):
@@ -234,7 +257,7 @@ def main(argv: list[str] | None = None) -> None:
     say(accelerator, "\nevaluation on the held-out split:\n" + summary)
     logger.text("eval/summary", summary)
     if accelerator.is_main_process:
-        (run_dir / "eval_metrics.json").write_text(json.dumps(history, indent=2))
+        setup.write_atomic(run_dir / "eval_metrics.json", json.dumps(history, indent=2))
     logger.close()
     accelerator.end_training()
 

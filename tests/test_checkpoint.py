@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import ast
+import copy
 import dataclasses
+import hashlib
 import json
+import logging
+import random
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from accelerate import Accelerator
+from safetensors.torch import load_file, save_file
 
 from ginr import config as config_lib
 from ginr import from_pretrained, presets, save_pretrained
@@ -15,7 +23,7 @@ from ginr.coords import grid
 from ginr.hub import ModelFileError
 from ginr.models import build
 from ginr.module import ParamsModule
-from ginr.pytree import flatten
+from ginr.pytree import flatten, tree_map
 from ginr.train import checkpoint
 from ginr.train.checkpoint import CheckpointError
 
@@ -48,7 +56,7 @@ def take_step(model, module, optimizer):
 
 
 def save(run_dir, step, config, module, optimizer, accelerator, keep=3):
-    state = {"num_processes": 1, "eval_history": []}
+    state = {"num_processes": 1, "global_batch": 2, "eval_history": []}
     return checkpoint.save(
         run_dir,
         step,
@@ -58,6 +66,12 @@ def save(run_dir, step, config, module, optimizer, accelerator, keep=3):
         optimizer=optimizer,
         trainer_state=state,
         keep=keep,
+    )
+
+
+def restore(folder, accelerator, module, optimizer, global_batch=2):
+    return checkpoint.restore(
+        folder, accelerator=accelerator, module=module, optimizer=optimizer, global_batch=global_batch
     )
 
 
@@ -77,9 +91,7 @@ def test_save_restore_round_trip(tmp_path, accelerator):
     )
 
     _, _, fresh, fresh_optimizer = make_run(seed=1)
-    state, ema = checkpoint.restore(
-        checkpoint.latest(tmp_path), accelerator=accelerator, module=fresh, optimizer=fresh_optimizer
-    )
+    state, ema = restore(checkpoint.latest(tmp_path), accelerator, fresh, fresh_optimizer)
     assert state["step"] == 1 and ema is None
     assert torch.equal(torch.rand(5), expected_next)
     for (name, a), (_, b) in zip(module.state_dict().items(), fresh.state_dict().items()):
@@ -106,7 +118,7 @@ def test_tampered_checkpoint_is_refused_and_skipped(tmp_path, accelerator):
     _, _, fresh, fresh_optimizer = make_run(seed=1)
     before = [p.clone() for p in fresh.parameters()]
     with pytest.raises(CheckpointError):
-        checkpoint.restore(newest, accelerator=accelerator, module=fresh, optimizer=fresh_optimizer)
+        restore(newest, accelerator, fresh, fresh_optimizer)
     assert all(torch.equal(a, b) for a, b in zip(before, fresh.parameters()))  # nothing changed
 
 
@@ -139,7 +151,9 @@ def test_model_folder_mismatch_and_corruption_are_refused(tmp_path):
     save_pretrained(tmp_path, config, module.tree())
     other = tiny_config(rank=4)
     (tmp_path / "config.json").write_text(config_lib.dumps(other))
-    with pytest.raises(ModelFileError, match=r"does not match its config: shape mismatches \['factors.init.1"):
+    with pytest.raises(
+        ModelFileError, match=r"does not match the model built from its config.json: shape mismatches \['factors.init.1"
+    ):
         from_pretrained(tmp_path)
     (tmp_path / "config.json").write_text(config_lib.dumps(config))
     weights = tmp_path / "model.safetensors"
@@ -173,3 +187,188 @@ def test_from_pretrained_reads_the_hub_cache_offline(tmp_path, monkeypatch):
     assert all(torch.equal(value, expected[name].detach()) for name, value in flatten(loaded.params).items())
     with pytest.raises(ModelFileError, match="neither a local folder nor a valid Hub repo id"):
         from_pretrained("not a repo//id")
+
+
+# ---- bad checkpoints change nothing ------------------------------------------------------------------------------
+
+
+def snapshot(module, optimizer) -> tuple:
+    """Everything a restore could change: the weights, the optimizer state and the RNG."""
+    return {k: v.clone() for k, v in module.state_dict().items()}, copy.deepcopy(optimizer.state_dict()), rng_now()
+
+
+def rng_now():
+    return torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()
+
+
+def assert_unchanged(before, module, optimizer) -> None:
+    weights, optimizer_state, rng = before
+    assert all(torch.equal(weights[k], v) for k, v in module.state_dict().items())
+    now = optimizer.state_dict()
+    assert now["param_groups"] == optimizer_state["param_groups"]
+    for index, entries in optimizer_state["state"].items():
+        assert all(torch.equal(torch.as_tensor(v), torch.as_tensor(now["state"][index][k])) for k, v in entries.items())
+    torch_rng, numpy_rng, python_rng = rng_now()
+    assert torch.equal(torch_rng, rng[0]) and (numpy_rng == rng[1]).all() and python_rng == rng[2]
+
+
+def resign(folder) -> None:
+    """Rewrite the manifest for the files as they are now: a consistent checkpoint that still does not fit."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for name in manifest["files"]:
+        data = (folder / name).read_bytes()
+        manifest["files"][name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def truncate(folder):
+    path = folder / "optimizer.safetensors"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def tamper(folder):
+    path = folder / "trainer_state.json"
+    path.write_text(path.read_text().replace('"step": 1', '"step": 7'))
+
+
+def other_process_count(folder):
+    path = folder / "trainer_state.json"
+    path.write_text(path.read_text().replace('"num_processes": 1', '"num_processes": 2'))
+    resign(folder)
+
+
+def wrong_optimizer_shape(folder):
+    path = folder / "optimizer.safetensors"
+    tensors = load_file(str(path))
+    key = next(k for k in tensors if k.endswith("exp_avg"))
+    tensors[key] = torch.zeros(3, 3)
+    save_file(tensors, str(path))
+    resign(folder)
+
+
+@pytest.mark.parametrize(
+    "fault, rank, global_batch, message",
+    [
+        (truncate, 8, 2, "optimizer.safetensors does not match its checksum in .*: truncated or modified"),
+        (tamper, 8, 2, "trainer_state.json does not match its checksum"),
+        (None, 4, 2, r"does not match the model built from this run's config: shape mismatches \['factors.init.1"),
+        (other_process_count, 8, 2, "written with 2 process\\(es\\), this run has 1; resume with the same process"),
+        (None, 8, 4, "written with 2 as global batch, this run has 4; resume with --train.batch-size 2"),
+        (wrong_optimizer_shape, 8, 2, r"optimizer state \d+.exp_avg has shape \(3, 3\)"),
+    ],
+    ids=["truncated", "tampered", "other model", "process count", "global batch", "optimizer shape"],
+)
+def test_a_bad_checkpoint_is_refused_and_changes_nothing(tmp_path, accelerator, fault, rank, global_batch, message):
+    config, model, module, optimizer = make_run(rank=rank)
+    take_step(model, module, optimizer)
+    folder = save(tmp_path, 1, config, module, optimizer, accelerator)
+    if fault is not None:
+        fault(folder)
+    _, fresh_model, fresh, fresh_optimizer = make_run(seed=1)
+    take_step(fresh_model, fresh, fresh_optimizer)  # optimizer state that a half-done restore would overwrite
+    before = snapshot(fresh, fresh_optimizer)
+    with pytest.raises(CheckpointError, match=message):
+        restore(folder, accelerator, fresh, fresh_optimizer, global_batch=global_batch)
+    assert_unchanged(before, fresh, fresh_optimizer)
+
+
+def test_non_finite_weights_are_never_checkpointed(tmp_path, accelerator):
+    config, model, module, optimizer = make_run()
+    save(tmp_path, 1, config, module, optimizer, accelerator, keep=1)
+    with torch.no_grad():
+        module.factors.init.get_parameter("1")[0, 0] = float("nan")
+    with pytest.raises(CheckpointError, match=r"after step 2 are not finite \(factors.init.1\).*step-00000001"):
+        save(tmp_path, 2, config, module, optimizer, accelerator, keep=1)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-00000001"]
+
+
+def test_pruning_keeps_the_checkpoint_just_written_over_a_bad_newer_one(tmp_path, accelerator, caplog):
+    """Checkpoints 4 and 8, 8 corrupted: the run resumes from 4 and stops at 6 with keep 1. Pruning by step alone
+    would keep only the corrupted 8; 6 must stay (and 8 is left for the run to overwrite)."""
+    config, model, module, optimizer = make_run()
+    for step in (4, 8):
+        save(tmp_path, step, config, module, optimizer, accelerator, keep=2)
+    tamper_bytes = tmp_path / "checkpoints" / "step-00000008" / "optimizer.json"
+    tamper_bytes.write_text(tamper_bytes.read_text() + " ")
+    with caplog.at_level(logging.WARNING):
+        assert checkpoint.latest(tmp_path).name == "step-00000004"
+    assert "passing over step-00000008" in caplog.text and "optimizer.json does not match its checksum" in caplog.text
+    save(tmp_path, 6, config, module, optimizer, accelerator, keep=1)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-00000006", "step-00000008"]
+    assert checkpoint.latest(tmp_path).name == "step-00000006"
+
+
+# ---- bad model folders -------------------------------------------------------------------------------------------
+
+
+def test_model_folder_with_wrong_dtypes_or_non_finite_weights_is_refused(tmp_path):
+    config, _, module, _ = make_run()
+    save_pretrained(tmp_path, config, tree_map(lambda t: t.double(), module.tree()))
+    with pytest.raises(ModelFileError, match=r"dtype mismatches \[.*file torch.float64 vs model torch.float32"):
+        from_pretrained(tmp_path)
+    params = tree_map(torch.Tensor.detach, module.tree())
+    params["factors"]["init"]["1"] = params["factors"]["init"]["1"].clone().fill_(float("inf"))
+    save_pretrained(tmp_path, config, params)
+    with pytest.raises(ModelFileError, match=r"holds non-finite values \(NaN or inf\) in \['factors.init.1'\]"):
+        from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: c["optim"].update(lr="fast"), r"optim.lr='fast': expected float"),
+        (lambda c: c["model"].update(rank=[8.5]), r"model.rank\[0\]=8.5: expected int"),
+        (lambda c: c["train"].update(precision="fp8"), r"train.precision='fp8': choose one of \['fp32'"),
+        (lambda c: c["optim"].update(lr=-1.0), r"--optim.lr=-1.0: must be > 0"),
+        (lambda c: c.update(model_name="siren"), r"unknown model 'siren'; choose one of: ipc-meta"),
+    ],
+    ids=["string for a float", "float for an int", "unknown choice", "invalid value", "unknown model"],
+)
+def test_model_folder_with_a_bad_config_is_refused(tmp_path, edit, message):
+    config, _, module, _ = make_run()
+    save_pretrained(tmp_path, config, module.tree())
+    data = json.loads((tmp_path / "config.json").read_text())
+    edit(data)
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    with pytest.raises(ModelFileError, match=r"(?s)config.json is not a valid ginr config: .*" + message):
+        from_pretrained(tmp_path)
+
+
+# ---- nothing is unpickled ----------------------------------------------------------------------------------------
+
+PICKLERS = {"pickle", "cPickle", "_pickle", "dill", "joblib", "shelve", "marshal", "cloudpickle"}
+
+
+def unpickling(source: str) -> list[str]:
+    """Lines of ``source`` that could unpickle: pickle-like imports, ``torch.load`` without ``weights_only=True``,
+    ``numpy.load`` with ``allow_pickle=True``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            modules = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            names = [alias.name for alias in node.names] if isinstance(node, ast.ImportFrom) else []
+            if any(m.split(".")[0] in PICKLERS for m in modules) or (modules == ["torch"] and "load" in names):
+                found.append(f"line {node.lineno}: import")
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load":
+            owner = ast.unparse(node.func.value)
+            keywords = {k.arg: ast.unparse(k.value) for k in node.keywords}
+            if owner == "torch" and keywords.get("weights_only") != "True":
+                found.append(f"line {node.lineno}: torch.load without weights_only=True")
+            if owner in ("np", "numpy") and keywords.get("allow_pickle") == "True":
+                found.append(f"line {node.lineno}: numpy.load with allow_pickle=True")
+    return found
+
+
+def test_nothing_in_ginr_or_the_recipes_can_unpickle():
+    assert unpickling("import pickle\nfrom torch import load\ntorch.load(f)\nnp.load(f, allow_pickle=True)") == [
+        "line 1: import",
+        "line 2: import",
+        "line 3: torch.load without weights_only=True",
+        "line 4: numpy.load with allow_pickle=True",
+    ]
+    assert unpickling("torch.load(f, weights_only=True)\nsafetensors.torch.load(data)") == []
+    root = Path(__file__).resolve().parents[1]
+    files = sorted((root / "ginr").rglob("*.py")) + sorted((root / "recipes").glob("*.py"))
+    assert len(files) > 20
+    for path in files:
+        assert unpickling(path.read_text()) == [], path

@@ -110,6 +110,17 @@ def test_unknown_model_name(capsys):
         (["--model.hyponet.fourier.dim", "7"], "--model.hyponet.fourier.dim=7 must be a positive multiple of"),
         (["--data.coord-range", "1", "-1"], "--data.coord-range=(1.0, -1.0): needs lo < hi"),
         (["--model.inner-lr", "0"], "--model.inner-lr=0.0 must be > 0"),
+        (["--train.skip-limit", "0"], "--train.skip-limit=0: must be > 0"),
+        (["--train.keep-checkpoints", "0"], "--train.keep-checkpoints=0: must be > 0"),
+        (
+            ["--data.source", "audiofolder", "--data.path", "/data/speech"],
+            "the data gives 1-D signals with 1 channel(s), but --model.hyponet.input-dim=2 and",
+        ),
+        (
+            ["--model.hyponet.output-dim", "1"],
+            "the data gives 2-D signals with 3 channel(s), but --model.hyponet.input-dim=2 and "
+            "--model.hyponet.output-dim=1",
+        ),
     ],
 )
 def test_bad_values_are_refused_with_the_flag_named(argv, message, capsys):
@@ -120,12 +131,24 @@ def test_bad_values_are_refused_with_the_flag_named(argv, message, capsys):
 
 
 @pytest.mark.parametrize(
-    "argv", [["--optim.lr", "fast"], ["--optim.learning-rate", "1e-3"], ["--train.precision", "fp8"]]
+    "argv",
+    [
+        ["--optim.lr", "fast"],
+        ["--optim.learning-rate", "1e-3"],
+        ["--train.precision", "fp8"],
+        ["--train.nonfinite", "ignore"],
+    ],
 )
 def test_bad_flags_are_refused(argv):
     with pytest.raises(SystemExit) as exit_info:
         parse_train_args(argv, console=False)
     assert exit_info.value.code == 2
+
+
+def test_non_finite_policy_defaults_to_skip_with_a_limit():
+    train = parse().train
+    assert (train.nonfinite, train.skip_limit) == ("skip", 10)
+    assert parse("--train.nonfinite", "stop").train.nonfinite == "stop"
 
 
 def test_config_json_round_trip():
@@ -138,7 +161,27 @@ def test_config_json_round_trip():
 def test_from_dict_refuses_unknown_fields():
     data = config_lib.to_dict(presets.resolve("ipc-meta", "photos"))
     data["model"]["rnak"] = [3]
-    with pytest.raises(ValueError, match=r"unknown field\(s\) \['rnak'\] for MetaINRConfig"):
+    with pytest.raises(ValueError, match=r"model: unknown field\(s\) \['rnak'\] for MetaINRConfig"):
+        config_lib.from_dict(data)
+
+
+@pytest.mark.parametrize(
+    "section, field, value, message",
+    [
+        ("train", "batch_size", "16", "train.batch_size='16': expected int"),
+        ("train", "cpu", 1, "train.cpu=1: expected bool"),
+        ("train", "batch_size", True, "train.batch_size=True: expected int"),
+        ("optim", "betas", [0.9], r"optim.betas=\[0.9\]: expected 2 values"),
+        ("optim", "min_lr", "none", r"optim.min_lr='none' is not a float \| None"),
+        ("data", "source", "s3", r"data.source='s3': choose one of \['photos', 'imagefolder'"),
+        ("model", "modulated_layers", [1, "2"], r"model.modulated_layers=\[1, '2'\] is not a tuple"),
+    ],
+)
+def test_from_dict_refuses_values_of_the_wrong_type(section, field, value, message):
+    """A hand-edited config.json (a run's, a checkpoint's, a Hub folder's) cannot smuggle in a value of another type."""
+    data = config_lib.to_dict(presets.resolve("ipc-meta", "photos"))
+    data[section][field] = value
+    with pytest.raises(ValueError, match=message):
         config_lib.from_dict(data)
 
 

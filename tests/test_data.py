@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from ginr.config import DataConfig
-from ginr.data import BatchPlan, EvalBatchSampler, TrainBatchSampler, eval_dataset, train_dataset
+from ginr.data import BatchPlan, EvalBatchSampler, TrainBatchSampler, eval_dataset, make_loader, train_dataset
 from ginr.data.photos import EVAL_PHOTOS, TRAIN_PHOTOS, load_photos
 from ginr.data.transforms import ImageTransform
 
@@ -125,6 +125,23 @@ def test_train_sampler_is_seeded_and_resumable():
     assert full != list(TrainBatchSampler(20, plan, 0, seed=1, epoch=2))
     seeds = [s for batch in full for _, s in batch]
     assert len(set(seeds)) == len(seeds)
+
+
+def test_step_indices_name_the_global_batch_by_position():
+    """Position (a P + rank) b + j of a step's global batch: what a non-finite step reports."""
+    plan = BatchPlan(8, 2, 2, 2)
+    ranks = [list(TrainBatchSampler(21, plan, r, seed=5, epoch=1)) for r in range(2)]
+    for step in range(21 // 8):
+        by_position = [index for a in range(2) for r in range(2) for index, _ in ranks[r][2 * step + a]]
+        assert TrainBatchSampler(21, plan, 0, seed=5, epoch=1).step_indices(step) == by_position
+
+
+def test_starting_a_loader_leaves_the_global_rng_alone():
+    """A loader starts each epoch, each evaluation and on resume; none of them may shift training's random streams."""
+    state = torch.get_rng_state()
+    batches = iter(make_loader(list(range(6)), EvalBatchSampler(6, 2, 1, 0), num_workers=0))
+    assert next(batches).tolist() == [0, 1]
+    assert torch.equal(torch.get_rng_state(), state)
 
 
 def test_eval_sampler_counts_every_instance_once():

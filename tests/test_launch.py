@@ -1,26 +1,34 @@
-"""Real ``accelerate launch recipes/train.py`` runs on tiny local data: artifacts, exact resume, 2 processes."""
+"""Real ``accelerate launch recipes/train.py`` runs on tiny local data: artifacts, exact resume, 2 processes, a SIGKILL
+in the middle of a save, a diverging run."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 from conftest import tiny_train_flags
 from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from ginr.train import checkpoint
+
 ROOT = Path(__file__).resolve().parents[1]
+EXTRAS = ["--train.ema", "0.9", "--optim.max-grad-norm", "0.05"]
+"""EMA and gradient clipping on, so their state is part of what must resume exactly."""
 
 
-def launch(
-    args: list[str], config: str = "cpu.yaml", timeout: int = 600, recipe: str = "train.py"
-) -> subprocess.CompletedProcess:
+def command(args: list[str], config: str, recipe: str) -> tuple[list[str], dict[str, str]]:
+    """The ``accelerate launch`` command line (a free port for several processes) and its environment."""
     command = [
         sys.executable,
         "-m",
@@ -33,10 +41,15 @@ def launch(
             s.bind(("127.0.0.1", 0))
             command += ["--main_process_port", str(s.getsockname()[1])]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [*command, str(ROOT / "recipes" / recipe), *args], capture_output=True, text=True, timeout=timeout, env=env
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return [*command, str(ROOT / "recipes" / recipe), *args], env
+
+
+def launch(
+    args: list[str], config: str = "cpu.yaml", timeout: int = 600, recipe: str = "train.py", status: int = 0
+) -> subprocess.CompletedProcess:
+    argv, env = command(args, config, recipe)
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
+    assert result.returncode == status, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 
 
@@ -63,21 +76,34 @@ def test_train_writes_checkpoints_events_and_the_eval_table(tmp_path, image_fold
     assert "psnr" in result.stdout
 
 
-def test_resume_after_a_stop_equals_an_uninterrupted_run(tmp_path, image_folder):
-    """With EMA and gradient clipping on, so their state is part of what must resume exactly."""
-    extras = ["--train.ema", "0.9", "--optim.max-grad-norm", "0.05"]
-    launch([*tiny_train_flags(image_folder, tmp_path, "whole"), *extras])
-    launch([*tiny_train_flags(image_folder, tmp_path, "stopped"), *extras, "--train.max-steps", "5"])
+@pytest.fixture(scope="module")
+def whole_run(tmp_path_factory, image_folder) -> Path:
+    """An uninterrupted 8-step run on one process, checkpoints at steps 4 and 8."""
+    out = tmp_path_factory.mktemp("whole")
+    launch([*tiny_train_flags(image_folder, out, "whole"), *EXTRAS])
+    return out / "whole"
+
+
+def assert_same_checkpoints(expected: Path, found: Path, step: int, rel: float = 0.0) -> None:
+    """Weights, optimizer state and EMA of ``step`` equal (``rel`` 0: bit for bit; else in relative norm)."""
+    for name in ("model/model.safetensors", "optimizer.safetensors", "ema.safetensors"):
+        a, b = checkpoint_tensors(expected, step, name), checkpoint_tensors(found, step, name)
+        assert a.keys() == b.keys()
+        for key in a:
+            if rel == 0.0:
+                assert torch.equal(a[key], b[key]), (name, key)
+            else:
+                assert (a[key] - b[key]).norm() <= rel * a[key].norm(), (name, key)
+
+
+def test_resume_after_a_stop_equals_an_uninterrupted_run(tmp_path, image_folder, whole_run):
+    launch([*tiny_train_flags(image_folder, tmp_path, "stopped"), *EXTRAS, "--train.max-steps", "5"])
     stopped = tmp_path / "stopped"
     assert (stopped / "checkpoints" / "step-00000005").is_dir()
     launch(["--resume", str(stopped), "--train.max-steps", "None"])
     history = json.loads((stopped / "eval_metrics.json").read_text())
     assert {row["weights"] for row in history} == {"raw", "ema"}
-    for name in ("model/model.safetensors", "optimizer.safetensors", "ema.safetensors"):
-        whole, resumed = checkpoint_tensors(tmp_path / "whole", 8, name), checkpoint_tensors(stopped, 8, name)
-        assert whole.keys() == resumed.keys()
-        for key in whole:
-            assert torch.equal(whole[key], resumed[key]), (name, key)  # bit-identical
+    assert_same_checkpoints(whole_run, stopped, 8)  # bit-identical
 
 
 def test_two_processes_give_the_outer_gradients_of_one(tmp_path, image_folder):
@@ -153,3 +179,81 @@ def test_hypernetwork_models_train_end_to_end(tmp_path, image_folder, audio_fold
         assert "eval/waveforms" in events["images"]
     else:
         assert {"eval/reconstruction_x1", "eval/reconstruction_x3"} <= set(events["images"])
+
+
+def process_tree(pid: int) -> list[psutil.Process]:
+    """``pid`` and its descendants, deepest first (torchrun starts its workers in sessions of their own, so killing
+    the launcher's process group would orphan them)."""
+    try:
+        root = psutil.Process(pid)
+        return [*reversed(root.children(recursive=True)), root]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def launch_killed_during_save(args: list[str], config: str, partial: Path, attempts: int = 3) -> None:
+    """Start ``accelerate launch`` and SIGKILL its whole process tree, as a scheduler or a node failure would, while
+    ``partial`` (the folder a checkpoint is written into before its rename) exists.
+
+    The trainers run at a lower priority than this poller, so the kill lands within the save's few milliseconds even
+    on a loaded machine; a kill that still comes after the rename is retried from a fresh run folder.
+    """
+    final = partial.parent / partial.name[1:].removesuffix(".partial")
+    for _ in range(attempts):
+        shutil.rmtree(partial.parents[1], ignore_errors=True)
+        argv, env = command(args, config, "train.py")
+        process = subprocess.Popen(
+            argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=lambda: os.nice(10)
+        )
+        tree, refreshed = [], 0.0
+        while process.poll() is None and not partial.exists():
+            if time.monotonic() - refreshed > 0.5:
+                tree, refreshed = process_tree(process.pid), time.monotonic()
+            time.sleep(0.0002)
+        for victim in [*tree, *process_tree(process.pid)]:
+            try:
+                victim.send_signal(signal.SIGKILL)
+            except psutil.NoSuchProcess:
+                pass
+        process.wait(timeout=60)
+        if process.returncode == -signal.SIGKILL and partial.exists() and not final.exists():
+            psutil.wait_procs(tree, timeout=30)
+            return
+    pytest.fail(f"could not kill the run while {partial} existed in {attempts} attempts")
+
+
+def test_sigkill_during_a_save_loses_nothing_and_two_process_resume_matches(tmp_path, image_folder):
+    """Two processes: a run killed while writing its step-8 checkpoint keeps step 4 loadable, ignores the partial
+    folder, and resumed from step 4 ends where an uninterrupted two-process run ends (within 1e-6 relative)."""
+    launch([*tiny_train_flags(image_folder, tmp_path, "whole"), *EXTRAS], config="cpu_2proc.yaml")
+    run = tmp_path / "killed"
+    partial = run / "checkpoints" / ".step-00000008.partial"
+    launch_killed_during_save([*tiny_train_flags(image_folder, tmp_path, "killed"), *EXTRAS], "cpu_2proc.yaml", partial)
+    assert checkpoint.complete_checkpoints(run) == [run / "checkpoints" / "step-00000004"]
+    assert checkpoint.latest(run) == run / "checkpoints" / "step-00000004"
+    checkpoint.verify(run / "checkpoints" / "step-00000004")
+
+    result = launch(["--resume", str(run)], config="cpu_2proc.yaml")
+    assert f"resumed from {run / 'checkpoints' / 'step-00000004'} at step 4" in result.stdout + result.stderr
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-00000004", "step-00000008"]
+    assert_same_checkpoints(tmp_path / "whole", run, 8, rel=1e-6)
+    history = json.loads((run / "eval_metrics.json").read_text())
+    assert [row["step"] for row in history if row["weights"] == "raw"] == [0, 4, 8]
+
+
+def test_a_diverging_run_stops_naming_the_step_the_batch_and_the_last_checkpoint(tmp_path, whole_run):
+    """Resumed at step 8 with an absurd learning rate and --train.nonfinite stop: step 9 throws the weights to ~1e30,
+    step 10's loss overflows; the run stops there, and the checkpoints it had are untouched and still resume."""
+    run = tmp_path / "run"
+    shutil.copytree(whole_run, run)
+    before = {p: p.read_bytes() for p in (run / "checkpoints").rglob("*") if p.is_file()}
+    flags = ["--resume", str(run), "--train.epochs", "3", "--optim.lr", "1e30", "--train.nonfinite", "stop"]
+    result = launch(flags, status=1)
+    last = run / "checkpoints" / "step-00000008"
+    assert (
+        "error: step 10: the loss is not finite on training instances" in result.stderr
+        and "(the step's batch: training instances [" in result.stderr
+        and f"stopped because --train.nonfinite stop. Last good checkpoint: {last}; continue from it" in result.stderr
+    ), result.stderr[-3000:]
+    assert {p: p.read_bytes() for p in (run / "checkpoints").rglob("*") if p.is_file()} == before
+    assert checkpoint.latest(run) == last

@@ -100,9 +100,19 @@ class TrainBatchSampler:
     def __len__(self) -> int:
         return (self.steps_per_epoch(self.size, self.plan) - self.start_step) * self.plan.accumulation
 
+    def order(self) -> torch.Tensor:
+        """The epoch's permutation of the dataset indices."""
+        return torch.randperm(self.size, generator=torch.Generator().manual_seed(_mix(self.seed, self.epoch)))
+
+    def step_indices(self, step: int) -> list[int]:
+        """Dataset indices of the whole global batch of ``step`` (of this epoch), all processes and micro-batches, in
+        the order of their positions ``(a P + rank) b + j``."""
+        batch = self.plan.global_batch
+        return self.order()[step * batch : (step + 1) * batch].tolist()
+
     def __iter__(self):
         plan = self.plan
-        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(_mix(self.seed, self.epoch)))
+        order = self.order()
         for step in range(self.start_step, self.steps_per_epoch(self.size, plan)):
             for micro in range(plan.accumulation):
                 offset = step * plan.global_batch + (micro * plan.num_processes + self.rank) * plan.micro_batch
@@ -126,5 +136,16 @@ class EvalBatchSampler:
 
 
 def make_loader(dataset: Dataset, batch_sampler, num_workers: int) -> DataLoader:
-    """A DataLoader over a batch sampler (workers decode and transform; batches are stacked tensors)."""
-    return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=num_workers, persistent_workers=False)
+    """A DataLoader over a batch sampler (workers decode and transform; batches are stacked tensors).
+
+    The loader draws its workers' base seed from a generator of its own, not from the global torch RNG, so starting a
+    loader (each epoch, each evaluation, on resume) never shifts the random streams of training (dropout).
+    Random transforms take their per-sample seeds from the sampler, so the workers' seeds play no part in the data.
+    """
+    return DataLoader(
+        dataset,
+        batch_sampler=batch_sampler,
+        num_workers=num_workers,
+        persistent_workers=False,
+        generator=torch.Generator().manual_seed(0),
+    )

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import random
 import shutil
@@ -32,6 +33,7 @@ from ginr.pytree import flatten
 
 MANIFEST = "manifest.json"
 PREFIX = "step-"
+log = logging.getLogger(__name__)
 
 
 class CheckpointError(RuntimeError):
@@ -74,7 +76,8 @@ def optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.T
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
 
 
-def load_optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+def optimizer_state_dict(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    """Inverse of :func:`optimizer_state`: the ``state_dict`` to give ``optimizer.load_state_dict``."""
     state: dict[int, dict] = {}
     for key, value in tensors.items():
         _, index, name = key.split(".", 2)
@@ -85,7 +88,26 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict[str, to
     groups = [
         {**group, "betas": tuple(group["betas"])} if "betas" in group else group for group in meta["param_groups"]
     ]
-    optimizer.load_state_dict({"state": state, "param_groups": groups})
+    return {"state": state, "param_groups": groups}
+
+
+def check_optimizer_state(optimizer: torch.optim.Optimizer, state_dict: dict, where: Path) -> None:
+    """Raise :class:`CheckpointError` unless ``state_dict`` fits ``optimizer``'s parameters (groups, sizes, shapes),
+    so that loading it cannot fail half-way or leave state of the wrong shape for the next step."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    sizes = [len(group["params"]) for group in optimizer.param_groups]
+    saved_sizes = [len(group["params"]) for group in state_dict["param_groups"]]
+    if saved_sizes != sizes:
+        raise CheckpointError(f"{where} holds optimizer state for parameter groups of sizes {saved_sizes}, not {sizes}")
+    for index, entries in state_dict["state"].items():
+        if not 0 <= index < len(params):
+            raise CheckpointError(f"{where} holds optimizer state for parameter {index}; the model has {len(params)}")
+        for name, value in entries.items():
+            if isinstance(value, torch.Tensor) and value.dim() and value.shape != params[index].shape:
+                raise CheckpointError(
+                    f"{where}: optimizer state {index}.{name} has shape {tuple(value.shape)}, its parameter "
+                    f"{tuple(params[index].shape)}"
+                )
 
 
 def rng_state() -> tuple[dict[str, torch.Tensor], dict]:
@@ -127,7 +149,19 @@ def save(
     ema: dict[str, torch.Tensor] | None = None,
     keep: int = 3,
 ) -> Path:
-    """Write the checkpoint of ``step`` atomically (collective: every process calls it) and prune old ones."""
+    """Write the checkpoint of ``step`` atomically (collective: every process calls it) and prune old ones.
+
+    Weights that are not finite are refused with :class:`CheckpointError` before anything is written, so they can
+    never replace (or prune) a good checkpoint.
+    """
+    broken = [
+        name for name, value in flatten(params).items() if value.is_floating_point() and not value.isfinite().all()
+    ]
+    if broken:
+        raise CheckpointError(
+            f"the weights after step {step} are not finite ({', '.join(sorted(broken))}); no checkpoint written, the "
+            f"last good one is {latest(run_dir) or 'none (no checkpoint yet)'}"
+        )
     root = Path(run_dir) / "checkpoints"
     final = root / folder_name(step)
     partial = root / f".{folder_name(step)}.partial"
@@ -160,20 +194,21 @@ def save(
         _fsync(partial / MANIFEST)
         for directory in {p.parent for p in files} | {partial}:
             _fsync(directory)
-        if final.exists():
+        if final.exists():  # a checkpoint of this step that failed verification, left by an earlier attempt
             shutil.rmtree(final)
         os.replace(partial, final)
         _fsync(root)
-        prune(root, keep)
+        prune(root, keep, final)
     accelerator.wait_for_everyone()
     return final
 
 
-def prune(root: Path, keep: int) -> None:
-    """Remove all but the newest ``keep`` complete checkpoints (the newest complete one always stays) and stale
-    partial folders."""
-    complete = complete_checkpoints(root.parent)
-    for path in complete[: max(0, len(complete) - max(1, keep))]:
+def prune(root: Path, keep: int, newest: Path) -> None:
+    """Remove stale partial folders and all but the newest ``keep`` complete checkpoints up to ``newest``, the one
+    just written, which always stays. Folders of later steps (only left when a run resumed before them because they
+    failed verification) are left for the run to overwrite when it reaches their step."""
+    older = [p for p in complete_checkpoints(root.parent) if p.name < newest.name]
+    for path in older[: max(0, len(older) - (keep - 1))]:
         shutil.rmtree(path, ignore_errors=True)
     for stale in root.glob(f".{PREFIX}*.partial"):
         shutil.rmtree(stale, ignore_errors=True)
@@ -207,13 +242,14 @@ def verify(folder: Path) -> dict:
 
 
 def latest(run_dir: Path) -> Path | None:
-    """The newest checkpoint of ``run_dir`` that passes :func:`verify` (older ones are tried in turn)."""
+    """The newest checkpoint of ``run_dir`` that passes :func:`verify`; newer ones that fail are named in a warning
+    and passed over (partial folders of a killed save have no manifest and are not considered)."""
     for folder in reversed(complete_checkpoints(run_dir)):
         try:
             verify(folder)
             return folder
-        except CheckpointError:
-            continue
+        except CheckpointError as error:
+            log.warning("passing over %s: %s", folder.name, error)
     return None
 
 
@@ -221,35 +257,51 @@ def read_trainer_state(folder: Path) -> dict:
     return json.loads((Path(folder) / "trainer_state.json").read_text())
 
 
-def restore(folder: Path, *, accelerator, module, optimizer) -> tuple[dict, dict | None]:
-    """Load weights, optimizer, this process's RNG and (if present) EMA from a verified checkpoint.
+def restore(folder: Path, *, accelerator, module, optimizer, global_batch: int) -> tuple[dict, dict | None]:
+    """Load weights, optimizer, this process's RNG and (if present) EMA from a checkpoint.
 
-    Returns the trainer state and the EMA tensors (or None). Every process continues its own RNG streams, so a run
-    resumes on the process count that wrote the checkpoint.
+    Everything is read and checked first (checksums, process count, global batch, every key and shape) and only then
+    applied, so a checkpoint that does not fit raises :class:`CheckpointError` and changes nothing. Returns the trainer
+    state and the EMA tensors (or None). Every process continues its own RNG streams, so a run resumes on the process
+    count that wrote the checkpoint, and at the same global batch, so that the data order continues.
     """
     folder = Path(folder)
     verify(folder)
     state = read_trainer_state(folder)
-    if state["num_processes"] != accelerator.num_processes:
-        raise CheckpointError(
-            f"{folder} was written by {state['num_processes']} process(es), this run has {accelerator.num_processes}; "
-            "resume with the same process count so that every process continues its own random streams"
-        )
+    for what, saved, now, flag in (
+        ("process(es)", state["num_processes"], accelerator.num_processes, "the same process count"),
+        ("as global batch", state["global_batch"], global_batch, f"--train.batch-size {state['global_batch']}"),
+    ):
+        if saved != now:
+            raise CheckpointError(
+                f"{folder} was written with {saved} {what}, this run has {now}; resume with {flag} so that the data "
+                "order and every process's random streams continue"
+            )
     unwrapped = accelerator.unwrap_model(module)
-    params = hub.load_params(folder / "model", unwrapped.model)
-    with torch.no_grad():
-        live = dict(unwrapped.named_parameters())
-        live.update(unwrapped.named_buffers())
-        for name, value in flatten(params).items():
-            live[name].copy_(value)
-    load_optimizer_state(
-        optimizer, load_file(str(folder / "optimizer.safetensors")), json.loads((folder / "optimizer.json").read_text())
+    live = {**dict(unwrapped.named_parameters()), **dict(unwrapped.named_buffers())}
+    try:
+        params = flatten(hub.load_params(folder / "model", unwrapped.model, model_from="this run's config"))
+    except hub.ModelFileError as error:
+        raise CheckpointError(f"{error}; a resumed run keeps the model flags of the run that wrote {folder}") from error
+    optimizer_dict = optimizer_state_dict(
+        load_file(str(folder / "optimizer.safetensors")), json.loads((folder / "optimizer.json").read_text())
     )
-    rank = accelerator.process_index
-    rng_file = folder / f"rng-{rank}.safetensors"
-    set_rng_state(load_file(str(rng_file)), json.loads((folder / f"rng-{rank}.json").read_text()))
+    check_optimizer_state(optimizer, optimizer_dict, folder / "optimizer.safetensors")
     ema_file = folder / "ema.safetensors"
     ema = load_file(str(ema_file)) if ema_file.is_file() else None
+    if ema is not None:
+        try:
+            hub.check_structure(live, ema, str(ema_file), "this run's model")
+        except hub.ModelFileError as error:
+            raise CheckpointError(str(error)) from error
+    rank = accelerator.process_index
+    rng = load_file(str(folder / f"rng-{rank}.safetensors")), json.loads((folder / f"rng-{rank}.json").read_text())
+
+    with torch.no_grad():  # nothing below can fail on a checked checkpoint
+        for name, value in params.items():
+            live[name].copy_(value)
+    optimizer.load_state_dict(optimizer_dict)
+    set_rng_state(*rng)
     return state, ema
 
 

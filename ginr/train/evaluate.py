@@ -8,6 +8,8 @@ fixed). Predictions are not clamped for metrics (quirk 23); only the logged imag
 from __future__ import annotations
 
 import dataclasses
+import logging
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -16,8 +18,9 @@ from torchvision.utils import make_grid
 from ginr import metrics
 from ginr.coords import grid
 from ginr.models.base import Model
-from ginr.pytree import tree_map
 from ginr.train.plots import waveform_image
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -45,38 +48,56 @@ def evaluate(
     upsample: int = 3,
     sample_rate: int = 16000,
 ) -> EvalResult:
-    """Encode and decode every instance of ``loader``; return the metrics and (main process) reconstructions."""
+    """Encode and decode every instance of ``loader``; return the metrics and (main process) reconstructions.
+
+    A batch that runs out of device memory is measured in smaller chunks (see :class:`Chunked`) and the images are
+    left out if even they do not fit, so a long run is never killed by its evaluation. It runs on a fork of the torch
+    RNG, so whatever it draws never shifts training's random streams (an evaluation at the end of a stopped run is
+    one an uninterrupted run does not make).
+    """
+    devices = [accelerator.device] if accelerator.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        return _evaluate(model, params, loader, accelerator, coord_range, n_steps, n_images, upsample, sample_rate)
+
+
+def _evaluate(model, params, loader, accelerator, coord_range, n_steps, n_images, upsample, sample_rate) -> EvalResult:
+    """:func:`evaluate` inside its RNG fork."""
     sums: dict[str, torch.Tensor] = {}
     images: dict[str, torch.Tensor] = {}
     audio: dict[str, tuple[torch.Tensor, int]] = {}
 
-    def add(name: str, values: torch.Tensor) -> None:
-        total = values.double().sum(dim=0)
-        sums[name] = sums[name] + total if name in sums else total
-
-    for batch_index, signal in enumerate(loader):
-        signal = signal.to(accelerator.device)
+    def per_instance(signal: torch.Tensor) -> dict[str, torch.Tensor]:
         coords = grid(tuple(signal.shape[1:-1]), coord_range, device=signal.device)
-        keep = batch_index == 0 and accelerator.is_main_process
         with accelerator.autocast():
-            encoding = model.encode(params, signal, coords, training=False, n_steps=n_steps, keep_trajectory=keep)
+            encoding = model.encode(params, signal, coords, training=False, n_steps=n_steps)
             pred = model.decode(params, encoding.modulation, coords.flatten(0, -2)).view_as(signal)
         mse = metrics.mse_per_sample(pred, signal)
-        add("mse", mse)
-        add("psnr", metrics.psnr(mse))
-        add("count", torch.ones_like(mse))
+        values = {"mse": mse, "psnr": metrics.psnr(mse), "count": torch.ones_like(mse)}
         if signal.dim() == 4:
-            add("ssim", metrics.ssim_per_sample(pred, signal))
+            values["ssim"] = metrics.ssim_per_sample(pred, signal)
         if encoding.inner_mse is not None and encoding.inner_mse.shape[1]:
-            add("inner_psnr", metrics.psnr(encoding.inner_mse))
-        if keep and signal.dim() == 4:
-            images = reconstruction_grids(
-                model, params, signal[:n_images], encoding, coord_range, upsample, accelerator
-            )
-        elif keep and signal.dim() == 3:
-            images, audio = audio_reconstructions(
-                model, params, signal[:n_images], encoding, coord_range, upsample, sample_rate, accelerator
-            )
+            values["inner_psnr"] = metrics.psnr(encoding.inner_mse)
+        return values
+
+    measure = Chunked(per_instance)
+    for batch_index, signal in enumerate(loader):
+        signal = signal.to(accelerator.device)
+        for name, values in measure(signal).items():
+            total = values.double().sum(dim=0)
+            sums[name] = sums[name] + total if name in sums else total
+        if batch_index == 0 and accelerator.is_main_process:
+            try:
+                first = signal[:n_images]
+                if signal.dim() == 4:
+                    images = reconstruction_grids(model, params, first, coord_range, upsample, accelerator, n_steps)
+                else:
+                    images, audio = audio_reconstructions(
+                        model, params, first, coord_range, upsample, sample_rate, accelerator, n_steps
+                    )
+            except RuntimeError as error:
+                if not is_out_of_memory(error):
+                    raise
+                log.warning("evaluation: out of memory drawing the reconstruction images; leaving them out this time")
 
     names = sorted(sums)
     device = accelerator.device
@@ -101,38 +122,41 @@ def evaluate(
     return EvalResult(metrics=out, images=images, audio=audio)
 
 
-def reconstruction_grids(
-    model, params, signal, encoding, coord_range, upsample, accelerator
-) -> dict[str, torch.Tensor]:
+def reconstruction_grids(model, params, signal, coord_range, upsample, accelerator, n_steps) -> dict[str, torch.Tensor]:
     """Ground truth (top row) over reconstructions (bottom row) at x1 and x``upsample``; for meta models also the
     reconstruction after each inner step."""
     count = signal.shape[0]
     shape = tuple(signal.shape[1:-1])
-    modulation = tree_map(lambda v: v[:count], encoding.modulation)
+    base = grid(shape, coord_range, device=signal.device)
+    with accelerator.autocast():
+        encoding = model.encode(params, signal, base, training=False, n_steps=n_steps, keep_trajectory=True)
     truth = signal.permute(0, 3, 1, 2)
     out = {}
     for scale in (1, upsample):
         coords = grid(shape, coord_range, upsample=scale, device=signal.device)
         with accelerator.autocast():
-            pred = model.decode(params, modulation, coords.flatten(0, -2)).float()
+            pred = model.decode(params, encoding.modulation, coords.flatten(0, -2)).float()
         pred = pred.view(count, *coords.shape[:-1], -1).permute(0, 3, 1, 2).clamp(0, 1)
         big_truth = F.interpolate(truth, size=pred.shape[-2:], mode="nearest")
         out[f"reconstruction_x{scale}"] = make_grid(torch.cat([big_truth, pred]).cpu(), nrow=count)
     if encoding.trajectory:
-        coords = grid(shape, coord_range, device=signal.device).flatten(0, -2)
         steps = []
         for factors in encoding.trajectory:
             with accelerator.autocast():
-                pred = model.decode(params, tree_map(lambda v: v[:count], factors), coords).float()
+                pred = model.decode(params, factors, base.flatten(0, -2)).float()
             steps.append(pred.view_as(signal).permute(0, 3, 1, 2).clamp(0, 1))
         out["inner_steps"] = make_grid(torch.cat([truth, *steps]).cpu(), nrow=count)
     return out
 
 
-def audio_reconstructions(model, params, signal, encoding, coord_range, upsample, sample_rate, accelerator):
+def audio_reconstructions(model, params, signal, coord_range, upsample, sample_rate, accelerator, n_steps):
     """Clips (ground truth, reconstruction at x1 and x``upsample`` the sampling rate) and a waveform plot."""
     count, length = signal.shape[:2]
-    modulation = tree_map(lambda v: v[:count], encoding.modulation)
+    with accelerator.autocast():
+        encoding = model.encode(
+            params, signal, grid((length,), coord_range, device=signal.device), training=False, n_steps=n_steps
+        )
+    modulation = encoding.modulation
     clips = {f"truth_{i}": (signal[i, :, 0].cpu(), sample_rate) for i in range(count)}
     plots = {}
     for scale in (1, upsample):
@@ -144,3 +168,50 @@ def audio_reconstructions(model, params, signal, encoding, coord_range, upsample
         if scale == 1:
             plots["waveforms"] = waveform_image(signal[..., 0], pred)
     return plots, clips
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """A device out-of-memory error: ``torch.OutOfMemoryError`` (CUDA's) or a RuntimeError saying so (other
+    backends)."""
+    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
+
+
+class Chunked:
+    """``fn`` (a batch -> per-instance tensors, first dim the batch) run on chunks of at most the largest size that
+    fitted in memory so far: a chunk that runs out of memory is retried in halves, down to single instances, and the
+    smaller size is kept for the batches after it. The results are concatenated, so the caller sees one batch."""
+
+    def __init__(self, fn: Callable[[torch.Tensor], dict[str, torch.Tensor]]):
+        self.fn = fn
+        self.limit: int | None = None
+
+    def __call__(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        parts, start = [], 0
+        size = min(batch.shape[0], self.limit or batch.shape[0])
+        while start < batch.shape[0]:
+            result, error = self._attempt(batch[start : start + size])
+            if result is None:
+                if size == 1:
+                    raise torch.OutOfMemoryError(
+                        f"evaluation ran out of memory on a single instance ({error}); lower --model.vmap-chunk-size, "
+                        "the resolution or the model size"
+                    )
+                size = self.limit = (size + 1) // 2
+                log.warning("evaluation: out of memory on a chunk; measuring %d instances at a time from now on", size)
+                continue
+            parts.append(result)
+            start += size
+        return {name: torch.cat([part[name] for part in parts]) for name in parts[0]}
+
+    def _attempt(self, chunk: torch.Tensor) -> tuple[dict[str, torch.Tensor] | None, str]:
+        """``(fn(chunk), "")``, or ``(None, message)`` when the device ran out of memory; the error (and the
+        tensors its traceback holds) is dropped before the retry, so its memory can be reused."""
+        try:
+            return self.fn(chunk), ""
+        except RuntimeError as error:
+            if not is_out_of_memory(error):
+                raise
+            message = str(error)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return None, message

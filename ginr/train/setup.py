@@ -1,9 +1,11 @@
-"""Run set-up: the Accelerator with the chosen precision and seeds, and the run folder."""
+"""Run set-up: the Accelerator with the chosen precision and seeds, and the run folder (checked, then started)."""
 
 from __future__ import annotations
 
 import datetime
+import os
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,9 @@ from accelerate.utils import broadcast_object_list
 from ginr import config as config_lib
 
 MIXED = {"fp32": "no", "tf32": "no", "bf16": "bf16", "fp16": "fp16"}
+CONFIG = "config.json"
+RUN_OUTPUTS = ("checkpoints", "tensorboard", "eval_metrics.json", CONFIG)
+"""What a run writes into its folder; ``--train.overwrite`` deletes these and nothing else."""
 
 
 def make_accelerator(train: config_lib.TrainConfig) -> Accelerator:
@@ -36,13 +41,12 @@ def make_accelerator(train: config_lib.TrainConfig) -> Accelerator:
 
 
 def run_folder(config: config_lib.Config, resume: Path | None, accelerator: Accelerator) -> Path:
-    """The run folder: the resumed one, or ``out_dir/run_name`` (default ``<model>_<data>_<date-time>``).
+    """The run folder: the resumed one, or ``out_dir/run_name`` (default ``<model>_<data>_<date-time>``). Writes
+    nothing: :func:`start_run` does, once everything else has been checked.
 
-    A folder that already holds a run is refused unless ``--train.overwrite`` (or ``--resume``).
+    A folder that already holds a run is refused (FileExistsError) unless ``--train.overwrite`` (or ``--resume``).
     """
     if resume is not None:
-        if accelerator.is_main_process:
-            (resume / "config.json").write_text(config_lib.dumps(config))  # flags may have extended the run
         return resume
     train = config.train
     name = train.run_name
@@ -51,14 +55,36 @@ def run_folder(config: config_lib.Config, resume: Path | None, accelerator: Acce
         name = f"{config.model_name}_{config.data_name}_{stamp}"
         name = broadcast_object_list([name])[0]  # the main process's clock names the run
     folder = Path(train.out_dir) / name
-    if (folder / "config.json").exists() and not train.overwrite:
+    if (folder / CONFIG).exists() and not train.overwrite:
         raise FileExistsError(
             f"{folder} already holds a run; continue it with --resume {folder}, pick another --train.run-name, "
-            "or pass --train.overwrite True"
+            "or pass --train.overwrite to replace it"
         )
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "config.json").write_text(config_lib.dumps(config))
-    accelerator.wait_for_everyone()
     return folder
+
+
+def start_run(folder: Path, config: config_lib.Config, accelerator: Accelerator, resumed: bool) -> None:
+    """Write the run's ``config.json`` (collective). A resumed run records the flags that extended it; a new run in a
+    folder that held one (``--train.overwrite``) first deletes that run's outputs, so none of its checkpoints can be
+    resumed or pruned as if it were this run's."""
+    if accelerator.is_main_process:
+        if not resumed:
+            for name in RUN_OUTPUTS:
+                path = folder / name
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink(missing_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_atomic(folder / CONFIG, config_lib.dumps(config))
+    accelerator.wait_for_everyone()
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` so that a reader (or a kill) sees the old file or the new one, never a part."""
+    partial = path.with_name(f".{path.name}.partial")
+    with open(partial, "w") as file:
+        file.write(text)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(partial, path)

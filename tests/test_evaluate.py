@@ -1,0 +1,96 @@
+"""Evaluation survives running out of device memory: smaller chunks, the same metrics."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import pytest
+import torch
+from accelerate import Accelerator
+
+from ginr import presets
+from ginr.models import build
+from ginr.train.evaluate import evaluate
+
+
+@pytest.fixture(scope="module")
+def accelerator():
+    return Accelerator(cpu=True)
+
+
+@pytest.fixture
+def tiny():
+    config = presets.resolve("ipc-meta", "photos")
+    hyponet = dataclasses.replace(
+        config.model.hyponet, hidden_dim=(8,), fourier=dataclasses.replace(config.model.hyponet.fourier, dim=4)
+    )
+    model = build(config.model_name, dataclasses.replace(config.model, hyponet=hyponet, rank=(8,)))
+    params = model.init(torch.Generator().manual_seed(0))
+    signal = torch.rand(9, 6, 6, 3, generator=torch.Generator().manual_seed(1))
+    return model, params, [signal[:6], signal[6:]]  # two batches: 6 and 3 instances
+
+
+def run(model, params, loader, accelerator):
+    return evaluate(model, params, loader, accelerator=accelerator, coord_range=(-1.0, 1.0))
+
+
+def fits_at_most(model, size: int, error: Exception, monkeypatch) -> list[int]:
+    """Make ``model.encode`` fail with ``error`` on batches above ``size``; returns the batch sizes it was given."""
+    encode, seen = model.encode, []
+
+    def limited(params, signal, *args, **kwargs):
+        seen.append(signal.shape[0])
+        if signal.shape[0] > size:
+            raise error
+        return encode(params, signal, *args, **kwargs)
+
+    monkeypatch.setattr(model, "encode", limited)
+    return seen
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+        RuntimeError("MPS backend out of memory"),
+    ],
+    ids=["cuda", "other backend"],
+)
+def test_out_of_memory_falls_back_to_smaller_chunks_with_the_same_metrics(
+    tiny, accelerator, monkeypatch, caplog, error
+):
+    model, params, loader = tiny
+    whole = run(model, params, loader, accelerator)
+    seen = fits_at_most(model, 2, error, monkeypatch)
+    with caplog.at_level(logging.WARNING):
+        chunked = run(model, params, loader, accelerator)
+    # batch 6: 6 and 3 fail, then 2 + 2 + 2; images (4 instances) fail and are left out; batch 3: 2 + 1
+    assert seen == [6, 3, 2, 2, 2, 4, 2, 1]
+    assert chunked.metrics.keys() == whole.metrics.keys() and chunked.metrics["count"] == 9
+    for name, value in whole.metrics.items():
+        assert chunked.metrics[name] == pytest.approx(value, rel=1e-6), name
+    assert whole.images and not chunked.images
+    assert "measuring 3 instances at a time" in caplog.text and "measuring 2 instances at a time" in caplog.text
+    assert "out of memory drawing the reconstruction images; leaving them out" in caplog.text
+
+
+def test_out_of_memory_on_one_instance_and_other_errors_are_raised(tiny, accelerator, monkeypatch):
+    model, params, loader = tiny
+    fits_at_most(model, 0, torch.cuda.OutOfMemoryError("CUDA out of memory"), monkeypatch)
+    with pytest.raises(torch.OutOfMemoryError, match="evaluation ran out of memory on a single instance"):
+        run(model, params, loader, accelerator)
+    monkeypatch.undo()
+    fits_at_most(model, 2, RuntimeError("mat1 and mat2 shapes cannot be multiplied"), monkeypatch)
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+        run(model, params, loader, accelerator)
+
+
+def test_evaluation_never_shifts_the_training_rng(tiny, accelerator, monkeypatch):
+    """A model drawing random numbers in evaluation (dropout left on, say) leaves the global stream where it was."""
+    model, params, loader = tiny
+    encode = model.encode
+    monkeypatch.setattr(model, "encode", lambda *args, **kwargs: (torch.rand(3), encode(*args, **kwargs))[1])
+    state = torch.get_rng_state()
+    run(model, params, loader, accelerator)
+    assert torch.equal(torch.get_rng_state(), state)
