@@ -3,11 +3,19 @@
 Camera convention (OpenGL / Blender, as TransINR and learnit): x right, y up, looking along -z; ``poses`` are
 camera-to-world (..., 3, 4). Directions are not normalised and the step lengths are not scaled by them (quirk 13,
 kept as the preset default).
+
+A radiance field is any function ``field(points (B, N, 3)) -> raw (B, N, 4)`` (a model's ``decode`` with one
+modulation per instance); :func:`render_rays` and :func:`render_views` render it.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+
 import torch
+
+Field = Callable[[torch.Tensor], torch.Tensor]
 
 
 def rays(poses: torch.Tensor, focals: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,6 +66,45 @@ def composite(raw: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     return (weights[..., None] * colour).sum(dim=-2) + (1.0 - weights.sum(dim=-1, keepdim=True))
 
 
+def render_rays(
+    field: Field,
+    origins: torch.Tensor,
+    directions: torch.Tensor,
+    n_points: int,
+    depth_range: tuple[float, float],
+    jitter: bool,
+) -> torch.Tensor:
+    """Colours (B, R, 3) of rays (B, R, 3): :func:`depths` (one jitter shared by the batch), :func:`points`, the
+    field at every point, :func:`composite` (in at least fp32)."""
+    batch, count = origins.shape[:2]
+    near, far = depth_range
+    z = depths(count, n_points, near, far, jitter, device=origins.device, dtype=origins.dtype)
+    raw = field(points(origins, directions, z).flatten(1, 2))
+    return composite(raw.view(batch, count, n_points, -1).to(torch.promote_types(raw.dtype, torch.float32)), z)
+
+
+def render_views(
+    field: Field,
+    poses: torch.Tensor,
+    focals: torch.Tensor,
+    height: int,
+    width: int,
+    n_points: int,
+    depth_range: tuple[float, float],
+    chunk: int,
+) -> torch.Tensor:
+    """Whole views (B, n, H, W, 3) of poses (B, n, 3, 4) and focals (B, n, 2), without jitter, ``chunk`` rays of each
+    instance at a time (so memory is bounded by B x chunk x n_points whatever the view size)."""
+    batch, views = poses.shape[:2]
+    origins, directions = rays(poses, focals, height, width)
+    origins, directions = origins.reshape(batch, -1, 3), directions.reshape(batch, -1, 3)
+    parts = [
+        render_rays(field, origins[:, i : i + chunk], directions[:, i : i + chunk], n_points, depth_range, False)
+        for i in range(0, origins.shape[1], chunk)
+    ]
+    return torch.cat(parts, dim=1).view(batch, views, height, width, 3)
+
+
 def view_tokens(images: torch.Tensor, poses: torch.Tensor, focals: torch.Tensor, patch: int) -> torch.Tensor:
     """Support views to tokens (SPEC 5.3): images (B, n, H, W, 3), poses (B, n, 3, 4), focals (B, n, 2) ->
     (B, n H W / p^2, 9 p^2). Per pixel [r, g, b, o_x, o_y, o_z, d_x, d_y, d_z] (d unnormalised), each view cut into
@@ -95,3 +142,27 @@ def foreground_first_rays(pixels: torch.Tensor, count: int) -> torch.Tensor:
         rest = torch.randperm(n_total, device=pixels.device)[: count - half]
         out.append(torch.cat([chosen, rest]))
     return torch.stack(out)
+
+
+def up_axis(poses: torch.Tensor) -> torch.Tensor:
+    """The signed world axis (3,) closest to the cameras' mean up vector (their rotations' second column): the axis
+    an orbit turns around."""
+    up = poses[..., :3, 1].reshape(-1, 3).mean(dim=0)
+    axis = torch.zeros(3, dtype=poses.dtype, device=poses.device)
+    k = int(up.abs().argmax())
+    axis[k] = 1.0 if up[k] >= 0 else -1.0
+    return axis
+
+
+def orbit_poses(pose: torch.Tensor, axis: torch.Tensor, n_frames: int) -> torch.Tensor:
+    """(n_frames, 3, 4) camera-to-world poses: ``pose`` (3, 4) turned about ``axis`` (3,) through the origin by
+    ``360 k / n_frames`` degrees, so the camera keeps its distance to the object and its elevation."""
+    axis = axis / axis.norm()
+    angles = torch.arange(n_frames, dtype=pose.dtype, device=pose.device) * (2 * math.pi / n_frames)
+    cos, sin = torch.cos(angles)[:, None, None], torch.sin(angles)[:, None, None]
+    cross = torch.zeros(3, 3, dtype=pose.dtype, device=pose.device)
+    cross[0, 1], cross[0, 2], cross[1, 2] = -axis[2], axis[1], -axis[0]
+    cross = cross - cross.T
+    eye = torch.eye(3, dtype=pose.dtype, device=pose.device)
+    turns = cos * eye + sin * cross + (1 - cos) * torch.outer(axis, axis)  # Rodrigues
+    return turns @ pose
