@@ -95,22 +95,24 @@ class MetaINRConfig:
     """Adapt at most this many instances at once (bounds memory); None adapts the whole batch together."""
 
 
-DataSource = Literal["photos", "imagefolder", "audiofolder", "celeba", "ffhq", "librispeech", "hub"]
+DataSource = Literal["photos", "imagefolder", "audiofolder", "celeba", "ffhq", "librispeech", "hub", "shapenet"]
 
 
 @dataclasses.dataclass(frozen=True)
 class TokenizerConfig:
     """How a signal becomes the transformer's data tokens (SPEC 2.3)."""
 
-    type: Literal["image_patches", "audio_patches"] = "image_patches"
+    type: Literal["image_patches", "audio_patches", "nerf_views"] = "image_patches"
     """image_patches: p x p patches by unfold (channel-major features, row-major patches); audio_patches: windows of
-    p samples (reflect-padded at the end when needed)."""
+    p samples (reflect-padded at the end when needed); nerf_views: p x p patches of every support view's per-pixel
+    [rgb, ray origin, ray direction], view after view (SPEC 5.3)."""
     patch_size: int = 9
     """Patch side (images) or window length (audio)."""
     padding: int = 1
     """Zero padding on every image border before cutting patches."""
     n_tokens: int = 400
-    """Data tokens per instance (the positional embedding's length); must match what the data gives."""
+    """Data tokens per instance (the positional embedding's length); must match what the data gives (NeRF: 256 per
+    128-px support view, set by --data.support-views)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,7 +161,8 @@ class DataConfig:
     source: DataSource = "photos"
     """photos (embedded, no download) | imagefolder / audiofolder: <path>/<split>/[<class>/]* | celeba: flat
     img_align_celeba folder | ffhq: NNNNN.png chosen by the split lists | librispeech: <path>/<subset>/<spk>/<chap>/*.flac |
-    hub: a Hugging Face dataset id or a local folder of parquet files."""
+    hub: a Hugging Face dataset id or a local folder of parquet files | shapenet: learnit's multi-view renders,
+    <path>/<category>/<id>/transforms.json + PNGs with <path>/<category minus s>_splits.json."""
     path: str | None = None
     """Folder of the data, or for source=hub the dataset id (owner/name) or a local parquet folder; unused by photos."""
     split_lists: str | None = None
@@ -196,6 +199,25 @@ class DataConfig:
     skip_bad_files: bool = False
     """Check every file once before training and drop unreadable ones (corrupt, truncated, smaller than the crop),
     logging how many; False stops at the first bad file with its name."""
+    category: str = "cars"
+    """source=shapenet: the category folder (cars, chairs, lamps); its splits are <path>/<category minus s>_splits.json."""
+    support_views: int = 1
+    """source=shapenet: views the model sees per object (its tokens: 256 per 128-px view; given on the command line,
+    it sets --model.tokenizer.n-tokens to match)."""
+    query_views: int = 1
+    """source=shapenet: views rendered and compared per object."""
+    train_views: int = 25
+    """source=shapenet: training draws its views from the first this many frames of each object (learnit's training
+    views 0-24); evaluation draws from all frames."""
+    train_repeat: int = 1
+    """source=shapenet: each training object appears this many times per epoch, each with its own draw of views."""
+    eval_draws: int = 100
+    """source=shapenet: (support, query) draws per held-out object; a fixed, seeded list (quirk 24 fixed)."""
+    redraw_eval: bool = False
+    """source=shapenet: draw new random views at every evaluation, as the reference does (quirk 24), instead of the
+    fixed list; evaluations are then not reproducible."""
+    depth_range: tuple[float, float] = (2.0, 6.0)
+    """source=shapenet: near and far depth along every ray (SPEC 5.2)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -270,6 +292,27 @@ class TrainConfig:
     """With --train.nonfinite skip: stop once this many steps in a row were skipped (the run is not recovering)."""
 
 
+@dataclasses.dataclass(frozen=True)
+class RenderConfig:
+    """Novel-view synthesis: rays sampled for training, points along rays, volume rendering (SPEC 5.2-5.6)."""
+
+    points_per_ray: int = 128
+    """Points per ray, evenly spaced over --data.depth-range."""
+    jitter: bool = True
+    """In training, move every point by U[0, 1) x its spacing (one draw shared by the batch; quirk 13)."""
+    train_rays: int = 128
+    """Rays drawn per training object (from all its query views together)."""
+    foreground_first_epochs: int = 2
+    """In epochs 0 .. N-1, half of the training rays go through foreground (non-white) pixels (the reference's
+    adaptive sampling: epochs 0 and 1, quirk 14); 0 draws every ray uniformly from the start."""
+    eval_rays: int | None = 128
+    """Evaluations during training render this many random, jittered rays per object: a noisy estimate logged as
+    psnr_estimate (the reference's in-training evaluation, quirk 11). None renders full views. The evaluation at the
+    end of training and recipes/eval.py always render full views."""
+    chunk_rays: int = 1024
+    """Full views are rendered this many rays per object at a time (bounds memory; no jitter)."""
+
+
 M = TypeVar("M")
 
 
@@ -281,6 +324,7 @@ class Config(Generic[M]):
     data: DataConfig = DataConfig()
     optim: OptimConfig = OptimConfig()
     train: TrainConfig = TrainConfig()
+    render: RenderConfig = RenderConfig()
     model_name: tyro.conf.Suppress[str] = "ipc-meta"
     """Model name as typed after --model."""
     data_name: tyro.conf.Suppress[str] = "photos"
@@ -341,7 +385,7 @@ def from_dict(data: dict, model_type: type | None = None) -> Config:
     if unknown:
         raise ValueError(f"unknown config section(s) {sorted(unknown)}; known: {sorted(fields)}")
     kwargs = {"model": _build(model_type, data["model"], "model")}
-    for name, cls in (("data", DataConfig), ("optim", OptimConfig), ("train", TrainConfig)):
+    for name, cls in (("data", DataConfig), ("optim", OptimConfig), ("train", TrainConfig), ("render", RenderConfig)):
         if name in data:
             kwargs[name] = _build(cls, data[name], name)
     for name in ("model_name", "data_name"):
@@ -408,5 +452,33 @@ def validate(config: Config) -> None:
     need(data.audio_trim_seconds >= 0, "--data.audio-trim-seconds", "must be >= 0", data.audio_trim_seconds)
     need(data.coord_range[0] < data.coord_range[1], "--data.coord-range", "needs lo < hi", data.coord_range)
     need(data.num_workers >= 0, "--data.num-workers", "must be >= 0", data.num_workers)
+    for name in ("support_views", "query_views", "train_views", "train_repeat", "eval_draws"):
+        value = getattr(data, name)
+        need(value > 0, f"--data.{name.replace('_', '-')}", "must be > 0", value)
+    need(
+        0 <= data.depth_range[0] < data.depth_range[1],
+        "--data.depth-range",
+        "needs 0 <= near < far",
+        data.depth_range,
+    )
+    render = config.render
+    for name in ("points_per_ray", "train_rays", "chunk_rays"):
+        value = getattr(render, name)
+        need(value > 0, f"--render.{name.replace('_', '-')}", "must be > 0", value)
+    need(
+        render.points_per_ray > 1 or not render.jitter,
+        "--render.points-per-ray",
+        "must be > 1 to jitter",
+        render.points_per_ray,
+    )
+    need(
+        render.foreground_first_epochs >= 0,
+        "--render.foreground-first-epochs",
+        "must be >= 0",
+        render.foreground_first_epochs,
+    )
+    need(
+        render.eval_rays is None or render.eval_rays > 0, "--render.eval-rays", "must be > 0 or None", render.eval_rays
+    )
     if problems:
         raise ValueError("invalid configuration:\n  " + "\n  ".join(problems))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -171,6 +172,80 @@ def write_librispeech_parquet(root):
         card += [f"  - split: {split}", f"    path: clean/{split}/*.parquet"]
     (root / "README.md").write_text("\n".join(card + ["---", ""]))
     return root
+
+
+def look_at(eye: np.ndarray) -> np.ndarray:
+    """The 4x4 camera-to-world matrix (OpenGL / Blender: x right, y up, looking along -z) of a camera at ``eye``
+    looking at the origin with the world's +z up."""
+    back = eye / np.linalg.norm(eye)
+    right = np.cross([0.0, 0.0, 1.0], back)
+    right /= np.linalg.norm(right)
+    up = np.cross(back, right)
+    matrix = np.eye(4)
+    matrix[:3, 0], matrix[:3, 1], matrix[:3, 2], matrix[:3, 3] = right, up, back, eye
+    return matrix
+
+
+def sphere_view(pose: np.ndarray, focal: float, size: int, radius: float, colours) -> np.ndarray:
+    """An RGBA uint8 view (size, size, 4) of a sphere of ``radius`` at the origin, its upper half ``colours[0]`` and
+    lower half ``colours[1]``, Lambert-shaded; transparent (with black rgb) where the ray misses it. Written from the
+    pinhole model directly (pixel centres, y up, looking along -z), independently of ginr.render."""
+    rows, cols = np.mgrid[0:size, 0:size] + 0.5
+    camera = np.stack([(cols - size / 2) / focal, -(rows - size / 2) / focal, -np.ones_like(rows)], -1)
+    direction = camera @ pose[:3, :3].T
+    origin = pose[:3, 3]
+    a = (direction**2).sum(-1)
+    b = 2 * direction @ origin
+    c = origin @ origin - radius**2
+    disc = b**2 - 4 * a * c
+    hit = disc > 0
+    t = (-b - np.sqrt(np.where(hit, disc, 0))) / (2 * a)
+    point = origin + t[..., None] * direction
+    normal = point / radius
+    shade = 0.4 + 0.6 * np.clip(normal @ np.array([0.3, 0.2, 0.9]) / np.linalg.norm([0.3, 0.2, 0.9]), 0, 1)
+    colour = np.where(point[..., 2:] >= 0, colours[0], colours[1]) * shade[..., None]
+    rgba = np.zeros((size, size, 4))
+    rgba[..., :3] = np.where(hit[..., None], colour, 0.0)
+    rgba[..., 3] = hit
+    return (rgba * 255).round().astype(np.uint8)
+
+
+SHAPENET_SPLITS = {"train": ["t0", "t1", "t2", "no_transforms"], "val": ["v0"], "test": ["e0", "e1"]}
+
+
+def write_shapenet(root, category: str = "cars", frames: int = 8, size: int = 16, seed: int = 0):
+    """learnit's layout with spheres for objects: ``<root>/<category minus s>_splits.json`` and
+    ``<root>/<category>/<id>/{transforms.json, r_<k>.png}``, ``frames`` RGBA views per object from cameras at
+    distance 4 around it (elevations 10-50 degrees), 40-degree field of view. The split lists one object that has no
+    transforms.json (skipped, as the reference does)."""
+    rng = np.random.default_rng(seed)
+    angle = np.deg2rad(40.0)
+    focal = 0.5 * size / np.tan(0.5 * angle)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / f"{category.removesuffix('s')}_splits.json").write_text(json.dumps(SHAPENET_SPLITS))
+    for ids in SHAPENET_SPLITS.values():
+        for object_id in ids:
+            folder = root / category / object_id
+            folder.mkdir(parents=True, exist_ok=True)
+            if object_id == "no_transforms":
+                continue
+            radius, colours = rng.uniform(0.8, 1.2), rng.uniform(0.1, 0.9, size=(2, 3))
+            entries = []
+            for k in range(frames):
+                azimuth, elevation = 2 * np.pi * k / frames + rng.uniform(0, 0.3), np.deg2rad(rng.uniform(10, 50))
+                eye = 4.0 * np.array(
+                    [np.cos(elevation) * np.cos(azimuth), np.cos(elevation) * np.sin(azimuth), np.sin(elevation)]
+                )
+                pose = look_at(eye)
+                Image.fromarray(sphere_view(pose, focal, size, radius, colours), "RGBA").save(folder / f"r_{k}.png")
+                entries.append({"file_path": f"./r_{k}", "transform_matrix": pose.tolist()})
+            (folder / "transforms.json").write_text(json.dumps({"camera_angle_x": angle, "frames": entries}))
+    return root
+
+
+@pytest.fixture(scope="session")
+def shapenet_folder(tmp_path_factory):
+    return write_shapenet(tmp_path_factory.mktemp("shapenet"))
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,8 @@ def celeba(tmp_path, monkeypatch):
 
 
 def test_catalog_matches_the_reference():
-    """SPEC 7, 9.1, 9.2, 4.1: splits, resolutions, transforms, 16 kHz clips with the last second dropped."""
+    """SPEC 7, 9.1, 9.2, 9.4, 4.1: splits, resolutions, transforms, 16 kHz clips with the last second dropped,
+    ShapeNet's views."""
     data = catalog.DATA
     assert set(data) == {
         "photos",
@@ -35,6 +36,9 @@ def test_catalog_matches_the_reference():
         "imagenette178",
         "librispeech1s",
         "librispeech3s",
+        "shapenet-cars",
+        "shapenet-chairs",
+        "shapenet-lamps",
     }
     assert (data["celeba178"].source, data["celeba178"].train_split, data["celeba178"].eval_split) == (
         "celeba",
@@ -49,6 +53,12 @@ def test_catalog_matches_the_reference():
         assert (config.sample_rate, config.clip_seconds, config.audio_trim_seconds) == (16000, seconds, 1.0)
         assert config.coord_range == (-seconds, seconds)
     assert all(c.coord_range == (-1.0, 1.0) for n, c in data.items() if not n.startswith("librispeech"))
+    for name, category, repeat in (("cars", "cars", 2), ("chairs", "chairs", 1), ("lamps", "lamps", 3)):
+        config = data[f"shapenet-{name}"]
+        assert (config.source, config.category, config.train_repeat) == ("shapenet", category, repeat)
+        assert (config.train_split, config.eval_split, config.resolution) == ("train", "test", 128)
+        assert (config.train_views, config.eval_draws, config.depth_range) == (25, 100, (2.0, 6.0))
+        assert (config.support_views, config.query_views, config.redraw_eval) == (1, 1, False)
     ids = layouts.CELEBA_IDS
     assert (ids["train"], ids["test"]) == ((1, 162770), (182638, 202599))
     assert catalog.DATASETS["celeba"].counts == {"train": 162770, "validation": 19867, "test": 19962}

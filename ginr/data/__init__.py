@@ -1,5 +1,5 @@
-"""Data: sources (the embedded photos, local folders, the reference's layouts, the Hub), transforms, the pre-resized
-cache and resumable samplers (SPEC 7)."""
+"""Data: sources (the embedded photos, local folders, the reference's layouts, the Hub, ShapeNet's views),
+transforms, the pre-resized cache and resumable samplers (SPEC 7)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from ginr.config import DataConfig
 from ginr.data.audio import AudioClip
 from ginr.data.cache import drop_unusable, resized_cache
 from ginr.data.loader import BadFileError, BatchPlan, EvalBatchSampler, Signals, TrainBatchSampler, make_loader
+from ginr.data.shapenet import ShapeNetViews
 from ginr.data.sources import load_split
 from ginr.data.transforms import ImageTransform
 
@@ -29,27 +30,40 @@ def make_signals(config: DataConfig, data: datasets.Dataset, name: str, training
 
 
 AUDIO_SOURCES = ("audiofolder", "librispeech")
+VIEW_SOURCES = ("shapenet",)
+
+
+def is_views(config: DataConfig) -> bool:
+    """The data is multi-view renders (novel-view synthesis) rather than signals."""
+    return config.source in VIEW_SOURCES
 
 
 def signal_shape(config: DataConfig) -> tuple[tuple[int, ...], int] | None:
-    """The spatial shape and channel count of the signals this data config produces; None for a Hub dataset, whose
-    kind is only known once it is loaded."""
+    """The spatial shape and channel count of the signals this data config produces (support views: (n, H, W), 3);
+    None for a Hub dataset, whose kind is only known once it is loaded."""
     if config.source == "hub":
         return None
+    if is_views(config):
+        return (config.support_views, config.resolution, config.resolution), 3
     if config.source in AUDIO_SOURCES:
         return (int(round(config.clip_seconds * config.sample_rate)),), 1
     return (config.resolution, config.resolution), 3
 
 
-def train_dataset(config: DataConfig) -> Signals:
-    """The training split with the training transform (random crops where the data config asks for them)."""
+def train_dataset(config: DataConfig) -> Signals | ShapeNetViews:
+    """The training split with the training transform (random crops, or random view draws, where the data config
+    asks for them)."""
     split = config.train_split
+    if is_views(config):
+        return ShapeNetViews(config, split, training=True)
     return make_signals(config, load_split(config, split), f"{config.source}-{split}", training=True)
 
 
-def eval_dataset(config: DataConfig, split: str | None = None) -> Signals:
-    """The held-out split (or ``split``) with the deterministic transform."""
+def eval_dataset(config: DataConfig, split: str | None = None) -> Signals | ShapeNetViews:
+    """The held-out split (or ``split``) with the deterministic transform (views: the fixed list of draws)."""
     split = split or config.eval_split
+    if is_views(config):
+        return ShapeNetViews(config, split, training=False)
     return make_signals(config, load_split(config, split), f"{config.source}-{split}", training=False)
 
 
@@ -57,9 +71,11 @@ __all__ = [
     "BadFileError",
     "BatchPlan",
     "EvalBatchSampler",
+    "ShapeNetViews",
     "Signals",
     "TrainBatchSampler",
     "eval_dataset",
+    "is_views",
     "make_loader",
     "make_signals",
     "signal_shape",
