@@ -13,14 +13,14 @@ import tyro
 from ginr import config as config_lib
 from ginr import presets
 from ginr.config import MetaINRConfig
-from ginr.data import signal_shape
+from ginr.data import is_views, signal_shape
 from ginr.models import MODEL_NAMES, build, model_config_type
 
 USAGE = f"""--model {{{",".join(MODEL_NAMES)}}} --data {{{",".join(presets.DATA_NAMES)}}} [--resume RUN_DIR] [FLAGS]
 
 --model and --data choose the paper preset (default: ipc-meta on the embedded photos); every flag below is a field of
-that preset, shown with the preset's value. --resume RUN_DIR continues a run from its newest complete checkpoint
-(flags then override the run's saved config)."""
+that preset, shown with the preset's value. --data.support-views N (the shapenet presets) also sets the token count.
+--resume RUN_DIR continues a run from its newest complete checkpoint (flags then override the run's saved config)."""
 
 
 def fail(message: str, status: int = 2) -> None:
@@ -37,6 +37,7 @@ def parse_train_args(argv: list[str] | None = None, *, prog: str = "train.py", c
     pre.add_argument("--model", default=None)
     pre.add_argument("--data", default=None)
     pre.add_argument("--resume", default=None)
+    pre.add_argument("--data.support-views", "--data.support_views", dest="support_views", type=int, default=None)
     known, rest = pre.parse_known_args(argv)
     resume = Path(known.resume) if known.resume else None
     try:
@@ -45,11 +46,12 @@ def parse_train_args(argv: list[str] | None = None, *, prog: str = "train.py", c
             for flag, given, saved in (
                 ("--model", known.model, base.model_name),
                 ("--data", known.data, base.data_name),
+                ("--data.support-views", known.support_views, base.data.support_views),
             ):
                 if given is not None and given != saved:
                     raise ValueError(f"{flag} {given} differs from the resumed run's {saved}; drop {flag}")
         else:
-            base = presets.resolve(known.model or "ipc-meta", known.data or "photos")
+            base = presets.resolve(known.model or "ipc-meta", known.data or "photos", known.support_views)
     except ValueError as error:
         fail(str(error))
     config = tyro.cli(
@@ -62,6 +64,12 @@ def parse_train_args(argv: list[str] | None = None, *, prog: str = "train.py", c
     )
     try:
         config_lib.validate(config)
+        nerf = getattr(getattr(config.model, "tokenizer", None), "type", None) == "nerf_views"
+        if nerf != is_views(config.data):
+            raise ValueError(
+                "multi-view data (--data.source shapenet) and a NeRF model (--model.tokenizer.type nerf_views) go "
+                "together: start from a shapenet preset (--model ipc-transinr|transinr --data shapenet-cars|chairs|lamps)"
+            )
         model = build(config.model_name, config.model)
         shape = signal_shape(config.data)
         if shape is not None:

@@ -1,8 +1,9 @@
 """The paper's experiments as (model, data) presets (SPEC 9), plus the embedded ``photos`` default.
 
 A preset is a complete :class:`ginr.config.Config`; every field can then be overridden from the command line.
-The global batch is the reference's ``total_batch_size``, 16 for every image, audio and meta-learning preset
-(SPEC fidelity policy); cadences are in epochs.
+The global batch is the reference's ``total_batch_size``, 16 for every image, audio and meta-learning preset and 32
+for NeRF (SPEC fidelity policy); cadences are in epochs. NeRF presets take the number of support views (1-5 in the
+paper), which sets the token count.
 """
 
 from __future__ import annotations
@@ -74,6 +75,9 @@ HYPERNET_ROWS = {  # SPEC 9.1, 9.2
     ),
 }  # fmt: skip
 
+NERF_ROWS = {"shapenet-cars": 1000, "shapenet-chairs": 1000, "shapenet-lamps": 400}  # SPEC 9.4: epochs
+NERF_CADENCE = (100, 20, 100)  # checkpoint / test / image epochs
+
 META_ROWS = {  # SPEC 9.3: (sigma, inner_lr, lr, warm-up epochs, epochs, cadence)
     ("ipc-meta", "ffhq256"): (64, 0.01, 1e-3, 0.5, 200, (20, 10, 20)),
     ("ipc-meta", "imagenette178"): (128, 0.003, 1e-4, 0.0, 800, (50, 10, 50)),
@@ -120,6 +124,34 @@ def _paper_hypernet(model: str, data: str) -> Config:
         data=DATA[data],
         optim=OptimConfig(lr=1e-4),
         train=_train(row.epochs, cadence, coord_subsample=row.subsample, coord_noise=row.coord_noise),
+        model_name=model,
+        data_name=data,
+    )
+
+
+def _paper_nerf(model: str, data: str, support_views: int = 1) -> Config:
+    """SPEC 9.4: 6-layer hyponet from 3-D points to rgb + density (no output bias, 20 frequencies 2^0..2^8 per axis),
+    8x8 patches of every support view (256 tokens per 128-px view), ipc-transinr's 256 weight tokens on layer 1 or
+    transinr's 32 on every layer (chairs with 5 views too: quirk 18 fixed), global batch 32, lr 1e-4, evaluation every
+    20 epochs (an estimate from 128 rays per object, quirk 11) and a full render at the end."""
+    data_config = dataclasses.replace(DATA[data], support_views=support_views)
+    hyponet = HyponetConfig(
+        n_layer=6,
+        input_dim=3,
+        output_dim=4,
+        output_bias=0.0,
+        fourier=FourierConfig(type="deterministic_transinr_nerf", sigma=8, dim=60),
+    )
+    patch = 8
+    tokenizer = TokenizerConfig(
+        type="nerf_views", patch_size=patch, padding=0, n_tokens=support_views * (data_config.resolution // patch) ** 2
+    )
+    modulation = _modulation(model) if model == "ipc-transinr" else dict(_modulation(model), n_weight_tokens=(32,))
+    return Config[HypernetINRConfig](
+        model=HypernetINRConfig(hyponet=hyponet, tokenizer=tokenizer, **modulation),
+        data=data_config,
+        optim=OptimConfig(lr=1e-4),
+        train=dataclasses.replace(_train(NERF_ROWS[data], NERF_CADENCE), batch_size=32),
         model_name=model,
         data_name=data,
     )
@@ -180,6 +212,7 @@ PRESETS: dict[tuple[str, str], Callable[[str, str], Config]] = {
     ("transinr", "photos"): _photos_hypernet,
     **{key: _paper_meta for key in META_ROWS},
     **{(model, data): _paper_hypernet for data in HYPERNET_ROWS for model in ("ipc-transinr", "transinr")},
+    **{(model, data): _paper_nerf for data in NERF_ROWS for model in ("ipc-transinr", "transinr")},
 }
 
 
@@ -187,9 +220,16 @@ def valid_pairs() -> list[tuple[str, str]]:
     return list(PRESETS)
 
 
-def resolve(model: str, data: str) -> Config:
-    """The preset of ``model`` on ``data``, or a ValueError listing the valid pairs."""
+def resolve(model: str, data: str, support_views: int | None = None) -> Config:
+    """The preset of ``model`` on ``data``, or a ValueError listing the valid pairs. ``support_views`` (NeRF presets
+    only) sets the support views and with them the token count."""
     if (model, data) not in PRESETS:
         pairs = "\n  ".join(f"--model {m} --data {d}" for m, d in PRESETS)
         raise ValueError(f"no preset for --model {model} --data {data}; valid pairs:\n  {pairs}")
-    return PRESETS[(model, data)](model, data)
+    if support_views is None:
+        return PRESETS[(model, data)](model, data)
+    if data not in NERF_ROWS:
+        raise ValueError(f"--data.support-views applies to the novel-view presets ({', '.join(NERF_ROWS)}), not {data}")
+    if support_views < 1:
+        raise ValueError(f"--data.support-views={support_views} must be >= 1 (the paper uses 1 to 5)")
+    return _paper_nerf(model, data, support_views)

@@ -1,5 +1,5 @@
 """ipc-transinr and transinr: a transformer hypernetwork predicts the instance factors in one forward pass
-(SPEC 2.1-2.3, 3.1).
+(SPEC 2.1-2.3, 3.1), for images, audio and, with the ``nerf_views`` tokenizer, NeRFs from support views (SPEC 2.5).
 
 Params::
 
@@ -71,13 +71,28 @@ class HypernetINR:
 
     def check_signal(self, shape: tuple[int, ...], channels: int) -> None:
         """Refuse data the model cannot read: wrong rank or channels, patches that do not tile, a token count that
-        differs from the positional embedding's."""
-        hyponet.check_signal(self.config.hyponet, shape, channels)
-        count = tokenizers.n_tokens(self.config.tokenizer, shape)
-        if count != self.config.tokenizer.n_tokens:
+        differs from the positional embedding's. NeRF views have shape (n, H, W) and 3 channels; their hyponet maps
+        3-D points to rgb and density."""
+        config = self.config
+        if config.tokenizer.type == "nerf_views":
+            if channels != 3 or len(shape) != 3:
+                raise ValueError(
+                    f"--model.tokenizer.type nerf_views reads RGB views (n, H, W, 3), not {shape}x{channels}"
+                )
+            if (config.hyponet.input_dim, config.hyponet.output_dim) != (3, 4):
+                raise ValueError(
+                    "a NeRF maps 3-D points to rgb + density: set --model.hyponet.input-dim 3 and "
+                    f"--model.hyponet.output-dim 4 (not {config.hyponet.input_dim} and {config.hyponet.output_dim})"
+                )
+            what = f"{shape[0]} support view(s) of {shape[1]}x{shape[2]} px"
+        else:
+            hyponet.check_signal(config.hyponet, shape, channels)
+            what = f"{'x'.join(map(str, shape))} signals"
+        count = tokenizers.n_tokens(config.tokenizer, shape)
+        if count != config.tokenizer.n_tokens:
             raise ValueError(
-                f"--model.tokenizer.n-tokens={self.config.tokenizer.n_tokens}, but {'x'.join(map(str, shape))} "
-                f"signals give {count} tokens with this patch size: set --model.tokenizer.n-tokens {count}"
+                f"--model.tokenizer.n-tokens={config.tokenizer.n_tokens}, but {what} give {count} tokens with this "
+                f"patch size: set --model.tokenizer.n-tokens {count}"
             )
 
     # ---- params -------------------------------------------------------------------------------------------------
@@ -120,21 +135,22 @@ class HypernetINR:
     def encode(
         self,
         params: dict,
-        signal: torch.Tensor,
-        coords: torch.Tensor,
+        signal: torch.Tensor | dict,
+        coords: torch.Tensor | None,
         *,
         training: bool,
         n_steps: int | None = None,
         keep_trajectory: bool = False,
     ) -> Encoding:
-        """One transformer pass over ``signal`` (B, *S, C): the factors ``A`` (B, fi, G) of every modulated layer.
+        """One transformer pass over ``signal`` (B, *S, C), or over NeRF support views (a dict, see
+        :mod:`ginr.nn.tokenizers`): the factors ``A`` (B, fi, G) of every modulated layer.
 
         Dropout is active only when ``training``. ``coords`` is unused (the tokens carry the positions).
         """
         if n_steps:
             raise ValueError("hypernetwork models predict their modulation in one pass; n_steps must be None or 0")
         config = self.config
-        self.check_signal(tuple(signal.shape[1:-1]), signal.shape[-1])
+        self.check_signal(*tokenizers.layout(signal))
         tokens = tokenizers.tokenize(config.tokenizer, signal)
         x = transformer.linear(params["tokens"]["linear"], tokens) + params["tokens"]["position"]
         weight_tokens = params["weight_tokens"].expand(x.shape[0], -1, -1)
@@ -148,5 +164,6 @@ class HypernetINR:
         return Encoding(modulation=factors)
 
     def decode(self, params: dict, modulation: dict, coords: torch.Tensor) -> torch.Tensor:
-        """Values (B, N, C) at ``coords`` (N, D) shared by the batch or (B, N, D) (see :class:`Composer`)."""
+        """Values (B, N, C) at ``coords`` (N, D) shared by the batch or (B, N, D) (see :class:`Composer`); a NeRF
+        decodes its points along rays (B, N, 3) to raw (B, N, 4) for :func:`ginr.render.composite`."""
         return self.composer.decode(params, modulation, coords)
