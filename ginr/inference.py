@@ -7,7 +7,8 @@ test-time optimisation.
     big = decode(loaded.model, loaded.params, modulation, (3 * 178, 3 * 178), loaded.config.data.coord_range)
 
 Meta-learned models refine by running their inner loop longer (``n_steps``); hypernetwork models by Adam steps on the
-predicted factors (:func:`refine`).
+predicted factors (:func:`refine`). A NeRF renders novel views of an object from its support views
+(:func:`novel_views`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from collections.abc import Callable
 
 import torch
 
-from ginr import metrics
+from ginr import metrics, render
+from ginr.config import RenderConfig
 from ginr.coords import grid
 from ginr.models.base import Encoding, Model
 from ginr.pytree import leaves, tree_map
@@ -78,3 +80,30 @@ def refine(
         mse.sum().backward()  # instances are independent: each gets the gradient of its own MSE
         optimizer.step()
     return tree_map(torch.Tensor.detach, modulation), torch.stack(history)
+
+
+def radiance_field(model: Model, params: dict, modulation: dict) -> render.Field:
+    """The radiance fields of a batch of modulations: points (B, N, 3) -> raw rgb + density (B, N, 4)."""
+    return lambda points: model.decode(params, modulation, points)
+
+
+@torch.no_grad()
+def novel_views(
+    model: Model,
+    params: dict,
+    support: dict,
+    poses: torch.Tensor,
+    focals: torch.Tensor,
+    size: tuple[int, int],
+    render_config: RenderConfig,
+    depth_range: tuple[float, float],
+) -> torch.Tensor:
+    """Views (B, n, H, W, 3) from the cameras ``poses`` (B, n, 3, 4), ``focals`` (B, n, 2) of the objects whose
+    support views are ``support`` (``{"images", "poses", "focals"}``, leading dims (B, k)); full renders without
+    jitter, ``render_config.chunk_rays`` rays per object at a time."""
+    params = detached(params)
+    modulation = model.encode(params, support, None, training=False).modulation
+    return render.render_views(
+        radiance_field(model, params, modulation), poses, focals, *size, render_config.points_per_ray, depth_range,
+        render_config.chunk_rays,
+    )  # fmt: skip

@@ -48,3 +48,20 @@ def tree_map(fn: Callable, tree: Mapping, *rest: Mapping) -> dict:
 def leaves(tree: Mapping) -> list[torch.Tensor]:
     """The tensors of a tree, in flatten order."""
     return list(flatten(tree).values())
+
+
+def to_device(batch: torch.Tensor | Mapping, device: torch.device | str) -> torch.Tensor | dict:
+    """A batch (a tensor, or a nested dict of tensors such as NeRF views) on ``device``, copied asynchronously."""
+    move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
+    return tree_map(move, batch) if isinstance(batch, Mapping) else move(batch)
+
+
+def batch_size(batch: torch.Tensor | Mapping) -> int:
+    """The leading dimension of a batch (a tensor or a dict of tensors)."""
+    return (leaves(batch)[0] if isinstance(batch, Mapping) else batch).shape[0]
+
+
+def batch_slice(batch: torch.Tensor | Mapping, start: int, stop: int) -> torch.Tensor | dict:
+    """Instances ``start .. stop - 1`` of a batch (a tensor or a dict of tensors)."""
+    cut = lambda t: t[start:stop]  # noqa: E731
+    return tree_map(cut, batch) if isinstance(batch, Mapping) else cut(batch)

@@ -25,9 +25,9 @@ from ginr.pytree import unflatten
 from ginr.train import checkpoint, schedule, setup
 from ginr.train.checkpoint import CheckpointError
 from ginr.train.ema import init_ema, update_ema
-from ginr.train.evaluate import evaluate
+from ginr.train.evaluate import evaluate_config
 from ginr.train.logger import RunLogger, table
-from ginr.train.objective import reconstruction_objective
+from ginr.train.objective import objective_for
 from ginr.train.step import NonFiniteError, NonFiniteGuard, train_step
 
 
@@ -77,13 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     # ---- model and optimizer ----------------------------------------------------------------------------------
     model = models.build(config.model_name, config.model)
     params = model.init(torch.Generator().manual_seed(train_cfg.seed))
-    objective = functools.partial(
-        reconstruction_objective,
-        coord_range=config.data.coord_range,
-        coord_noise=train_cfg.coord_noise,
-        coord_subsample=train_cfg.coord_subsample,
-    )
-    module = ParamsModule(model, params, objective=objective)
+    module = ParamsModule(model, params, objective=objective_for(config))
     optim = config.optim
     optimizer = torch.optim.Adam(
         module.parameters(), lr=optim.lr, betas=optim.betas, eps=optim.eps, weight_decay=optim.weight_decay
@@ -117,25 +111,21 @@ def main(argv: list[str] | None = None) -> None:
         f"{plan.num_processes} process(es) x {plan.accumulation}, {steps_per_epoch} steps/epoch, {total_steps} steps",
     )
 
-    def run_eval(at_step: int) -> None:
+    def run_eval(at_step: int, final: bool = False) -> None:
+        """Evaluate (NeRF: the in-training estimate unless ``final``) and log."""
         holder.eval()
         rows = {"": holder.tree()}
         if ema is not None:
             rows["ema"] = unflatten(ema)
         for suffix, weights in rows.items():
-            result = evaluate(
-                model,
-                weights,
-                eval_loader,
-                accelerator=accelerator,
-                coord_range=config.data.coord_range,
-                sample_rate=config.data.sample_rate,
-            )
+            result = evaluate_config(config, model, weights, eval_loader, accelerator=accelerator, estimate=not final)
             tag = "eval" + (f"_{suffix}" if suffix else "")
             logger.scalars(tag, result.metrics, at_step)
-            if len(history) % train_cfg.image_every == 0:
+            if len(history) % train_cfg.image_every == 0 or final:
                 logger.images(tag, result.images, at_step)
                 logger.audio(tag, result.audio, at_step)
+                for name, text in result.text.items():
+                    logger.text(f"{tag}/{name}", text, at_step)
             history.append(
                 {
                     "step": at_step,
@@ -202,7 +192,14 @@ def main(argv: list[str] | None = None) -> None:
             tick = time.perf_counter()
             lr = schedule.learning_rate(step, optim, steps_per_epoch, total_steps)
             result = train_step(
-                module, optimizer, batches, accelerator=accelerator, plan=plan, lr=lr, max_grad_norm=optim.max_grad_norm
+                module,
+                optimizer,
+                batches,
+                accelerator=accelerator,
+                plan=plan,
+                lr=lr,
+                max_grad_norm=optim.max_grad_norm,
+                epoch=epoch,
             )
             step += 1
             try:
@@ -247,12 +244,12 @@ def main(argv: list[str] | None = None) -> None:
                 saved_at = step
     bar.close()
 
-    # ---- the end: always evaluate and checkpoint --------------------------------------------------------------
-    if not history or history[-1]["step"] != step:
-        run_eval(step)
+    # ---- the end: always evaluate (NeRF: in full) and checkpoint ------------------------------------------------
+    if not history or history[-1]["step"] != step or "psnr" not in history[-1]:
+        run_eval(step, final=True)
     if saved_at != step:
         save(step)
-    columns = ["step", "epoch", "weights", "psnr", "ssim", "mse", "count"]
+    columns = ["step", "epoch", "weights", "psnr", "ssim", "mse", "psnr_estimate", "count"]
     summary = table(history, [c for c in columns if any(c in row for row in history)])
     say(accelerator, "\nevaluation on the held-out split:\n" + summary)
     logger.text("eval/summary", summary)

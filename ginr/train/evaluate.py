@@ -1,8 +1,10 @@
-"""Evaluation on a held-out split and the reconstructions logged beside it (SPEC 4.4, 6.2).
+"""Evaluation on a held-out split and the reconstructions logged beside it (SPEC 4.4, 5.6, 6.2).
 
 Metrics are means over instances of per-instance values (the PSNR is the mean of per-instance PSNRs); every process
 sums over its own shard and the sums are added across processes, so each instance counts exactly once (quirk 19
-fixed). Predictions are not clamped for metrics (quirk 23); only the logged images are.
+fixed). Predictions are not clamped for metrics (quirk 23); only the logged images are. Signals (images, audio) are
+measured by :func:`evaluate`, NeRF views (an instance is one object with one draw of support and query views) by
+:func:`evaluate_views`; both go through the same loop and reduction (:func:`measure_all`).
 """
 
 from __future__ import annotations
@@ -15,9 +17,14 @@ import torch
 import torch.nn.functional as F
 from torchvision.utils import make_grid
 
-from ginr import metrics
+from ginr import metrics, render
+from ginr.config import Config, RenderConfig
 from ginr.coords import grid
+from ginr.data import is_views
+from ginr.inference import novel_views, radiance_field
 from ginr.models.base import Model
+from ginr.pytree import batch_size, batch_slice, to_device
+from ginr.train.objective import sample_rays
 from ginr.train.plots import waveform_image
 
 log = logging.getLogger(__name__)
@@ -33,6 +40,12 @@ class EvalResult:
     audio: dict[str, tuple[torch.Tensor, int]] = dataclasses.field(default_factory=dict)
     """Audio clips (T,) of the first instances with their sampling rate: ground truth and reconstructions at x1 and
     x``upsample`` the rate."""
+    text: dict[str, str] = dataclasses.field(default_factory=dict)
+    """Notes about the first instances (NeRF: the PSNR of each rendered query view)."""
+
+
+Pictures = Callable[[object], tuple[dict, dict, dict]]
+"""The first instances of a batch -> (images, audio, text) for the logs."""
 
 
 @torch.no_grad()
@@ -51,20 +64,8 @@ def evaluate(
     """Encode and decode every instance of ``loader``; return the metrics and (main process) reconstructions.
 
     A batch that runs out of device memory is measured in smaller chunks (see :class:`Chunked`) and the images are
-    left out if even they do not fit, so a long run is never killed by its evaluation. It runs on a fork of the torch
-    RNG, so whatever it draws never shifts training's random streams (an evaluation at the end of a stopped run is
-    one an uninterrupted run does not make).
+    left out if even they do not fit, so a long run is never killed by its evaluation.
     """
-    devices = [accelerator.device] if accelerator.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        return _evaluate(model, params, loader, accelerator, coord_range, n_steps, n_images, upsample, sample_rate)
-
-
-def _evaluate(model, params, loader, accelerator, coord_range, n_steps, n_images, upsample, sample_rate) -> EvalResult:
-    """:func:`evaluate` inside its RNG fork."""
-    sums: dict[str, torch.Tensor] = {}
-    images: dict[str, torch.Tensor] = {}
-    audio: dict[str, tuple[torch.Tensor, int]] = {}
 
     def per_instance(signal: torch.Tensor) -> dict[str, torch.Tensor]:
         coords = grid(tuple(signal.shape[1:-1]), coord_range, device=signal.device)
@@ -79,21 +80,120 @@ def _evaluate(model, params, loader, accelerator, coord_range, n_steps, n_images
             values["inner_psnr"] = metrics.psnr(encoding.inner_mse)
         return values
 
+    def pictures(first: torch.Tensor) -> tuple[dict, dict, dict]:
+        if first.dim() == 4:
+            return reconstruction_grids(model, params, first, coord_range, upsample, accelerator, n_steps), {}, {}
+        images, audio = audio_reconstructions(
+            model, params, first, coord_range, upsample, sample_rate, accelerator, n_steps
+        )
+        return images, audio, {}
+
+    return measure_all(loader, per_instance, pictures, accelerator=accelerator, n_images=n_images)
+
+
+@torch.no_grad()
+def evaluate_views(
+    model: Model,
+    params: dict,
+    loader,
+    *,
+    accelerator,
+    render_config: RenderConfig,
+    depth_range: tuple[float, float],
+    estimate: bool = False,
+    n_images: int = 4,
+) -> EvalResult:
+    """NeRF evaluation (SPEC 5.6): each instance (an object with a draw of support and query views) is encoded from
+    its support views and its query views are rendered in full, ``chunk_rays`` rays at a time without jitter:
+    ``psnr`` is the mean over instances of the PSNR of all their query pixels, with ``mse`` and ``ssim``.
+
+    ``estimate``: render only ``render_config.eval_rays`` random rays per instance, with jitter (the reference's cheap
+    in-training evaluation, quirk 11); the metrics are then named ``mse_estimate`` and ``psnr_estimate``. The logged
+    images (support views, ground truth and rendered query views of the first objects) are always full renders.
+    """
+    if estimate and render_config.eval_rays is None:
+        raise ValueError("an estimate needs --render.eval-rays; None asks for full views")
+
+    def per_instance(batch: dict) -> dict[str, torch.Tensor]:
+        with accelerator.autocast():
+            if estimate:
+                modulation = model.encode(params, batch["support"], None, training=False).modulation
+                origins, directions, target = sample_rays(
+                    batch["query"], render_config.eval_rays, False, "--render.eval-rays"
+                )
+                pred = render.render_rays(
+                    radiance_field(model, params, modulation), origins, directions, render_config.points_per_ray,
+                    depth_range, jitter=True,
+                )  # fmt: skip
+            else:
+                target = batch["query"]["images"]
+                pred = render_query(model, params, batch, render_config, depth_range)
+        mse = metrics.mse_per_sample(pred, target)
+        if estimate:
+            return {"mse_estimate": mse, "psnr_estimate": metrics.psnr(mse), "count": torch.ones_like(mse)}
+        views = target.shape[1]
+        ssim = metrics.ssim_per_sample(pred.flatten(0, 1), target.flatten(0, 1)).view(-1, views).mean(dim=1)
+        return {"mse": mse, "psnr": metrics.psnr(mse), "ssim": ssim, "count": torch.ones_like(mse)}
+
+    def pictures(first: dict) -> tuple[dict, dict, dict]:
+        return view_grids(model, params, first, render_config, depth_range, accelerator)
+
+    return measure_all(loader, per_instance, pictures, accelerator=accelerator, n_images=n_images)
+
+
+def evaluate_config(
+    config: Config, model: Model, params: dict, loader, *, accelerator, estimate: bool = False, n_steps=None
+) -> EvalResult:
+    """The evaluation a run's ``config`` asks for: :func:`evaluate_views` for multi-view data (``estimate``: the
+    in-training estimate of ``--render.eval-rays``, when set), :func:`evaluate` otherwise."""
+    data = config.data
+    if is_views(data):
+        estimate = estimate and config.render.eval_rays is not None
+        return evaluate_views(
+            model, params, loader, accelerator=accelerator, render_config=config.render,
+            depth_range=data.depth_range, estimate=estimate,
+        )  # fmt: skip
+    return evaluate(
+        model, params, loader, accelerator=accelerator, coord_range=data.coord_range, n_steps=n_steps,
+        sample_rate=data.sample_rate,
+    )  # fmt: skip
+
+
+def measure_all(
+    loader,
+    per_instance: Callable[[object], dict[str, torch.Tensor]],
+    pictures: Pictures,
+    *,
+    accelerator,
+    n_images: int,
+) -> EvalResult:
+    """Measure every batch of ``loader`` (tensors or dicts of tensors) with ``per_instance`` (a batch -> per-instance
+    values, one of them ``count``), add the sums across processes and divide by the count; on the main process draw
+    ``pictures`` of the first ``n_images`` instances of the first batch.
+
+    It runs on a fork of the torch RNG, so whatever it draws never shifts training's random streams (an evaluation at
+    the end of a stopped run is one an uninterrupted run does not make).
+    """
+    devices = [accelerator.device] if accelerator.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        return _measure_all(loader, per_instance, pictures, accelerator, n_images)
+
+
+def _measure_all(loader, per_instance, pictures, accelerator, n_images) -> EvalResult:
+    """:func:`measure_all` inside its RNG fork."""
+    sums: dict[str, torch.Tensor] = {}
+    images: dict[str, torch.Tensor] = {}
+    audio: dict[str, tuple[torch.Tensor, int]] = {}
+    text: dict[str, str] = {}
     measure = Chunked(per_instance)
-    for batch_index, signal in enumerate(loader):
-        signal = signal.to(accelerator.device)
-        for name, values in measure(signal).items():
+    for batch_index, batch in enumerate(loader):
+        batch = to_device(batch, accelerator.device)
+        for name, values in measure(batch).items():
             total = values.double().sum(dim=0)
             sums[name] = sums[name] + total if name in sums else total
         if batch_index == 0 and accelerator.is_main_process:
             try:
-                first = signal[:n_images]
-                if signal.dim() == 4:
-                    images = reconstruction_grids(model, params, first, coord_range, upsample, accelerator, n_steps)
-                else:
-                    images, audio = audio_reconstructions(
-                        model, params, first, coord_range, upsample, sample_rate, accelerator, n_steps
-                    )
+                images, audio, text = pictures(batch_slice(batch, 0, n_images))
             except RuntimeError as error:
                 if not is_out_of_memory(error):
                     raise
@@ -119,7 +219,33 @@ def _evaluate(model, params, loader, accelerator, coord_range, n_steps, n_images
     for step, value in enumerate(result.get("inner_psnr", torch.zeros(0)).tolist()):
         out[f"inner_psnr/{step}"] = value / count
     out["count"] = int(count)
-    return EvalResult(metrics=out, images=images, audio=audio)
+    return EvalResult(metrics=out, images=images, audio=audio, text=text)
+
+
+def render_query(model: Model, params: dict, batch: dict, render_config: RenderConfig, depth_range) -> torch.Tensor:
+    """Full renders (B, q, H, W, 3) of a batch's query cameras from its support views (SPEC 5.6)."""
+    query = batch["query"]
+    size = tuple(query["images"].shape[2:4])
+    return novel_views(
+        model, params, batch["support"], query["poses"], query["focals"], size, render_config, depth_range
+    )
+
+
+def view_grids(
+    model: Model, params: dict, batch: dict, render_config: RenderConfig, depth_range, accelerator
+) -> tuple[dict, dict, dict]:
+    """One row per object: its support views, then its query views' ground truth, then their renders; and the PSNR
+    of each rendered view as a text table."""
+    with accelerator.autocast():
+        pred = render_query(model, params, batch, render_config, depth_range).float()
+    support, truth = batch["support"]["images"], batch["query"]["images"]
+    psnr = metrics.psnr((pred - truth).square().flatten(2).mean(dim=2))  # (B, views)
+    rows = torch.cat([support, truth, pred.clamp(0, 1)], dim=1)  # (B, n + 2 q, H, W, 3)
+    grid_image = make_grid(rows.flatten(0, 1).permute(0, 3, 1, 2).cpu(), nrow=rows.shape[1])
+    lines = ["object  query view  psnr", *(
+        f"{i:6d}  {v:10d}  {value:.2f}" for i, row in enumerate(psnr.tolist()) for v, value in enumerate(row)
+    )]  # fmt: skip
+    return {"views": grid_image}, {}, {"view_psnr": "\n".join(lines)}
 
 
 def reconstruction_grids(model, params, signal, coord_range, upsample, accelerator, n_steps) -> dict[str, torch.Tensor]:
@@ -185,16 +311,16 @@ class Chunked:
         self.fn = fn
         self.limit: int | None = None
 
-    def __call__(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        parts, start = [], 0
-        size = min(batch.shape[0], self.limit or batch.shape[0])
-        while start < batch.shape[0]:
-            result, error = self._attempt(batch[start : start + size])
+    def __call__(self, batch: torch.Tensor | dict) -> dict[str, torch.Tensor]:
+        parts, start, total = [], 0, batch_size(batch)
+        size = min(total, self.limit or total)
+        while start < total:
+            result, error = self._attempt(batch_slice(batch, start, start + size))
             if result is None:
                 if size == 1:
                     raise torch.OutOfMemoryError(
                         f"evaluation ran out of memory on a single instance ({error}); lower --model.vmap-chunk-size, "
-                        "the resolution or the model size"
+                        "--render.chunk-rays, the resolution or the model size"
                     )
                 size = self.limit = (size + 1) // 2
                 log.warning("evaluation: out of memory on a chunk; measuring %d instances at a time from now on", size)
@@ -203,7 +329,7 @@ class Chunked:
             start += size
         return {name: torch.cat([part[name] for part in parts]) for name in parts[0]}
 
-    def _attempt(self, chunk: torch.Tensor) -> tuple[dict[str, torch.Tensor] | None, str]:
+    def _attempt(self, chunk: torch.Tensor | dict) -> tuple[dict[str, torch.Tensor] | None, str]:
         """``(fn(chunk), "")``, or ``(None, message)`` when the device ran out of memory; the error (and the
         tensors its traceback holds) is dropped before the retry, so its memory can be reused."""
         try:

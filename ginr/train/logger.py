@@ -32,9 +32,9 @@ class RunLogger:
             for name, (samples, rate) in clips.items():
                 self.writer.add_audio(f"{prefix}/{name}", samples.reshape(1, -1), step, sample_rate=rate)
 
-    def text(self, tag: str, text: str) -> None:
+    def text(self, tag: str, text: str, step: int | None = None) -> None:
         if self.writer:
-            self.writer.add_text(tag, f"```\n{text}\n```")
+            self.writer.add_text(tag, f"```\n{text}\n```", step)
 
     def close(self) -> None:
         if self.writer:

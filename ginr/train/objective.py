@@ -1,15 +1,23 @@
-"""The training objective shared by every model (SPEC 4): encode, decode, per-sample MSE.
+"""The training objectives (SPEC 4, 5.5, 5.6): encode, decode (and render), per-sample MSE.
 
-Hypernetwork presets may train on jittered coordinates (SPEC 4.2) and on a random subset of them (SPEC 4.3); the
-noise is drawn before the subset, on the signal's device, in training only.
+Every objective is ``objective(model, params, batch, *, epoch, ...)`` and returns ``loss`` (the batch mean), the
+per-instance ``mse`` (B,) and ``psnr``. Hypernetwork presets may train on jittered coordinates (SPEC 4.2) and on a
+random subset of them (SPEC 4.3); the noise is drawn before the subset, on the signal's device, in training only.
+NeRFs train on a few rays of their query views, foreground first in the first epochs (SPEC 5.5).
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import torch
 
-from ginr import metrics
+from ginr import metrics, render
+from ginr.config import Config, RenderConfig
 from ginr.coords import grid
+from ginr.data import is_views
+from ginr.inference import radiance_field
 from ginr.models.base import Model
 
 
@@ -40,11 +48,13 @@ def reconstruction_objective(
     coord_range: tuple[float, float],
     coord_noise: bool = False,
     coord_subsample: float | None = None,
+    epoch: int = 0,
 ) -> dict[str, torch.Tensor]:
     """``loss`` = mean over the batch of each instance's MSE over its training coordinates, plus per-sample
     ``mse``/``psnr`` (detached) and, for meta-learned models, ``inner_mse`` (B, T).
 
-    ``signal`` is channels-last (B, *S, C). The encoder always sees the whole signal (and its full grid).
+    ``signal`` is channels-last (B, *S, C). The encoder always sees the whole signal (and its full grid). ``epoch``
+    is part of the objectives' common signature; signals train the same way in every epoch.
     """
     shape = tuple(signal.shape[1:-1])
     coords = grid(shape, coord_range, device=signal.device)
@@ -60,3 +70,65 @@ def reconstruction_objective(
     if encoding.inner_mse is not None:
         out["inner_mse"] = encoding.inner_mse.detach()
     return out
+
+
+def sample_rays(query: dict, count: int, foreground_first: bool, flag: str) -> tuple[torch.Tensor, ...]:
+    """``count`` rays of each object's query views (all views together): their origins, directions and target pixels,
+    each (B, count, 3), drawn foreground first (the reference's adaptive sampling) or uniformly (SPEC 5.5). ``flag``
+    names the setting in the error when the views have fewer pixels than ``count``."""
+    images = query["images"]
+    objects, height, width = images.shape[0], images.shape[2], images.shape[3]
+    pixels = images.reshape(objects, -1, 3)
+    if count > pixels.shape[1]:
+        raise ValueError(f"{flag}={count} is more than the {pixels.shape[1]} pixels of the query views")
+    if foreground_first:
+        index = render.foreground_first_rays(pixels, count)
+    else:
+        index = render.random_rays(pixels.shape[1], count, objects, device=pixels.device)
+    origins, directions = render.rays(query["poses"], query["focals"], height, width)
+    gather = lambda t: torch.gather(t.reshape(objects, -1, 3), 1, index[..., None].expand(-1, -1, 3))  # noqa: E731
+    return gather(origins), gather(directions), gather(pixels)
+
+
+def views_objective(
+    model: Model,
+    params: dict,
+    batch: dict,
+    *,
+    render_config: RenderConfig,
+    depth_range: tuple[float, float],
+    epoch: int,
+) -> dict[str, torch.Tensor]:
+    """NeRF training (SPEC 5.6): encode the support views, draw ``train_rays`` rays of the query views per object
+    (foreground first while ``epoch < foreground_first_epochs``, quirk 14), render them with jittered points, and
+    ``loss`` = mean over objects of each one's MSE over its rays' colours; ``mse``/``psnr`` per object."""
+    encoding = model.encode(params, batch["support"], None, training=True)
+    origins, directions, target = sample_rays(
+        batch["query"],
+        render_config.train_rays,
+        epoch < render_config.foreground_first_epochs,
+        "--render.train-rays",
+    )
+    colours = render.render_rays(
+        radiance_field(model, params, encoding.modulation),
+        origins,
+        directions,
+        render_config.points_per_ray,
+        depth_range,
+        render_config.jitter,
+    )
+    mse = metrics.mse_per_sample(colours, target)
+    return {"loss": mse.mean(), "mse": mse.detach(), "psnr": metrics.psnr(mse.detach())}
+
+
+def objective_for(config: Config) -> Callable[..., dict[str, torch.Tensor]]:
+    """The training objective of a run: :func:`views_objective` for multi-view data, :func:`reconstruction_objective`
+    otherwise, with the config's options bound."""
+    if is_views(config.data):
+        return functools.partial(views_objective, render_config=config.render, depth_range=config.data.depth_range)
+    return functools.partial(
+        reconstruction_objective,
+        coord_range=config.data.coord_range,
+        coord_noise=config.train.coord_noise,
+        coord_subsample=config.train.coord_subsample,
+    )

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from ginr.data import BatchPlan
+from ginr.pytree import to_device
 
 LOGGED = ("psnr", "mse", "inner_mse")
 
@@ -49,15 +50,17 @@ def _all_finite(tensors: list[torch.Tensor]) -> torch.Tensor:
 def train_step(
     module: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
-    batches: Iterator[torch.Tensor],
+    batches: Iterator[torch.Tensor | dict],
     *,
     accelerator,
     plan: BatchPlan,
     lr: float,
     max_grad_norm: float | None,
+    epoch: int = 0,
 ) -> StepResult:
-    """Take ``plan.accumulation`` micro-batches from ``batches``, accumulate their gradients (synchronised across
-    processes on the last one) and, unless any loss, gradient or weight is not finite on any process, clip and step.
+    """Take ``plan.accumulation`` micro-batches (tensors, or dicts of tensors) from ``batches``, accumulate their
+    gradients (synchronised across processes on the last one) and, unless any loss, gradient or weight is not finite
+    on any process, clip and step. The objective sees ``epoch`` (NeRF samples rays by it).
 
     Collective: every process calls it once per step. The gradients are zeroed either way. With fp16's loss scaler the
     scaler handles overflowing gradients itself (it skips those steps and lowers its scale), so only the losses and
@@ -71,10 +74,10 @@ def train_step(
     sums: dict[str, torch.Tensor] = {}
     loss_finite = torch.tensor(True, device=accelerator.device)
     for micro in range(plan.accumulation):
-        signal = next(batches).to(accelerator.device, non_blocking=True)
+        batch = to_device(next(batches), accelerator.device)
         sync = micro == plan.accumulation - 1
         with contextlib.nullcontext() if sync else accelerator.no_sync(module):
-            out = module(signal)
+            out = module(batch, epoch=epoch)
             accelerator.backward(out["loss"] / plan.accumulation)
         offset = (micro * plan.num_processes + accelerator.process_index) * plan.micro_batch
         flags[offset : offset + plan.micro_batch] = ~out["mse"].isfinite()
