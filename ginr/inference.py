@@ -18,8 +18,9 @@ from collections.abc import Callable
 import torch
 
 from ginr import metrics, render
-from ginr.config import RenderConfig
+from ginr.config import Config, RenderConfig
 from ginr.coords import grid
+from ginr.data.shapenet import ViewsObject
 from ginr.models.base import Encoding, Model
 from ginr.pytree import leaves, tree_map
 
@@ -107,3 +108,40 @@ def novel_views(
         radiance_field(model, params, modulation), poses, focals, *size, render_config.points_per_ray, depth_range,
         render_config.chunk_rays,
     )  # fmt: skip
+
+
+def support_frames(obj: ViewsObject, given: tuple[int, ...] | None, count: int) -> list[int]:
+    """The frames of ``obj`` given to a NeRF as support views: ``given``, or frames 0 .. count - 1; refused (naming
+    ``--support``) when there are not ``count`` of them or one does not exist."""
+    frames = list(range(count)) if given is None else list(given)
+    if len(frames) != count:
+        raise ValueError(
+            f"--support: the model reads {count} support view(s) (it was trained with --data.support-views {count}); "
+            f"give {count} frame number(s), not {len(frames)}"
+        )
+    return check_frames(obj, frames, "--support")
+
+
+def check_frames(obj: ViewsObject, frames: list[int], flag: str) -> list[int]:
+    """``frames`` if ``obj`` has them all; else a ValueError naming ``flag``."""
+    missing = [k for k in frames if not 0 <= k < len(obj)]
+    if missing:
+        raise ValueError(f"{flag}: {obj.folder} has frames 0 .. {len(obj) - 1}; {missing} do not exist")
+    return frames
+
+
+def render_frames(
+    config: Config, model: Model, params: dict, obj: ViewsObject, support: list[int], frames: list[int], device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Renders of ``frames`` of ``obj`` from its ``support`` frames, their ground truth (both (n, H, W, 3)) and the
+    PSNR of each render (n,)."""
+    batch = lambda views: {k: v[None].to(device) for k, v in views.items()}  # noqa: E731
+    given = batch(obj.views(support, config.data.resolution))
+    truth = batch(obj.views(frames, config.data.resolution))
+    size = tuple(truth["images"].shape[2:4])
+    renders = novel_views(
+        model, params, given, truth["poses"], truth["focals"], size, config.render, config.data.depth_range
+    )[0]
+    truths = truth["images"][0]
+    psnr = metrics.psnr((renders - truths).square().flatten(1).mean(dim=1))
+    return renders, truths, psnr

@@ -5,6 +5,8 @@
     accelerate launch recipes/eval.py user/ginr-model --data-path /data/imagenette2-320    # a Hub repo id
 
 The model's config.json says which data it was trained on; ``--data-path`` and ``--split`` point elsewhere.
+A NeRF is evaluated by full renders of its query views (SPEC 5.6), on the fixed list of seeded view draws
+(``--redraw-eval`` for the reference's new random draws every time, quirk 24).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from ginr.data import EvalBatchSampler, eval_dataset, make_loader
 from ginr.hub import ModelFileError
 from ginr.pytree import tree_map
 from ginr.train.checkpoint import model_folder
-from ginr.train.evaluate import evaluate
+from ginr.train.evaluate import evaluate_config
 from ginr.train.logger import table
 
 
@@ -41,6 +43,8 @@ class Args:
     """Hub revision (branch, tag or commit) when MODEL is a repo id."""
     out: str | None = None
     """Also write the metrics to this JSON file."""
+    redraw_eval: bool = False
+    """Multi-view data: new random support/query draws instead of the fixed seeded list (the reference's way)."""
 
 
 def main(args: Args) -> None:
@@ -52,6 +56,8 @@ def main(args: Args) -> None:
     data = loaded.config.data
     if args.data_path is not None:
         data = dataclasses.replace(data, path=args.data_path)
+    if args.redraw_eval:
+        data = dataclasses.replace(data, redraw_eval=True)
     dataset = eval_dataset(data, args.split)
     batch = max(1, args.batch_size // accelerator.num_processes)
     loader = make_loader(
@@ -60,9 +66,8 @@ def main(args: Args) -> None:
         data.num_workers,
     )
     params = tree_map(lambda t: t.detach().to(accelerator.device), loaded.params)
-    result = evaluate(
-        loaded.model, params, loader, accelerator=accelerator, coord_range=data.coord_range, n_steps=args.n_steps
-    )
+    config = dataclasses.replace(loaded.config, data=data)
+    result = evaluate_config(config, loaded.model, params, loader, accelerator=accelerator, n_steps=args.n_steps)
     row = {"model": args.model, "split": args.split or data.eval_split, **result.metrics}
     accelerator.print(table([row], list(row)))
     if args.out and accelerator.is_main_process:

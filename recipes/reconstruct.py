@@ -3,11 +3,13 @@
     python recipes/reconstruct.py runs/<run> photo.jpg --scale 3 --out out/            # PNG at 3x the resolution
     python recipes/reconstruct.py user/ginr-librispeech clip.flac --scale 2             # WAV at 2x the sampling rate
     python recipes/reconstruct.py runs/<run> folder/ --steps 50                         # with test-time optimisation
+    python recipes/reconstruct.py runs/<nerf-run> cars/<id>/ --support 0 --views 10 20  # a NeRF from a set of views
 
 Inputs go through the model's own evaluation transform (resize + centre crop to its resolution; audio resampled and
 cut to its clip length). ``--steps`` runs the meta-learned inner loop that many steps, or that many Adam steps on a
 hypernetwork's predicted factors, printing the PSNR after each. The PSNR against the (transformed) input is printed
-for every file.
+for every file. For a NeRF the input is a set of views, an object folder in the learnit layout (transforms.json and
+its PNGs): ``--support`` frames are the model's input, the other frames (or ``--views``) are rendered and compared.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
 from ginr import from_pretrained, inference, metrics
+from ginr.data import is_views
 from ginr.data.audio import AudioClip
 from ginr.data.layouts import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS
+from ginr.data.shapenet import ViewsObject
 from ginr.data.transforms import ImageTransform
 from ginr.models.meta import MetaINR
 from ginr.train.checkpoint import model_folder
@@ -34,7 +38,7 @@ class Args:
     model: tyro.conf.Positional[str]
     """A run folder, a checkpoint folder, a model folder or a Hugging Face Hub repo id."""
     input: tyro.conf.Positional[str]
-    """An image, a folder of images, or an audio file."""
+    """An image, a folder of images, an audio file, or (NeRF) an object folder with transforms.json."""
     scale: float = 3.0
     """Decode at this many times the resolution (images) or the sampling rate (audio)."""
     steps: int = 0
@@ -45,6 +49,10 @@ class Args:
     """Output folder."""
     revision: str | None = None
     """Hub revision when MODEL is a repo id."""
+    support: tuple[int, ...] | None = None
+    """NeRF: the frames given as support views; None: frames 0, 1, ... (as many as the model reads)."""
+    views: tuple[int, ...] | None = None
+    """NeRF: the held-out frames to render and compare; None: every frame that is not a support view."""
 
 
 def inputs(path: Path) -> list[Path]:
@@ -82,12 +90,40 @@ def encode_refined(loaded, signal: torch.Tensor, steps: int, lr: float):
     return modulation
 
 
+def reconstruct_views(loaded, folder: Path, args: Args, out: Path) -> None:
+    """A NeRF from the support frames of an object folder: render the held-out frames, print their PSNR."""
+    if not (folder / "transforms.json").is_file():
+        raise SystemExit(
+            f"error: {loaded.config.data_name} models read a set of views: {folder} has no transforms.json"
+        )
+    obj = ViewsObject(folder)
+    try:
+        support = inference.support_frames(obj, args.support, loaded.config.data.support_views)
+        held_out = [k for k in range(len(obj)) if k not in support] if args.views is None else list(args.views)
+        inference.check_frames(obj, held_out, "--views")
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from error
+    renders, truths, psnr = inference.render_frames(
+        loaded.config, loaded.model, loaded.params, obj, support, held_out, "cpu"
+    )
+    for frame, rendered, truth, value in zip(held_out, renders, truths, psnr.tolist()):
+        target = out / f"{folder.name}_view{frame:03d}.png"
+        save_image(torch.stack([truth, rendered.clamp(0, 1)]).permute(0, 3, 1, 2), target)
+        print(f"view {frame}: psnr {value:.2f} dB -> {target} (ground truth | render)")
+    print(
+        f"{folder.name}: support frames {support}, mean psnr {psnr.mean():.2f} dB over {len(held_out)} held-out view(s)"
+    )
+
+
 def main(args: Args) -> None:
     loaded = from_pretrained(model_folder(args.model), revision=args.revision)
     data = loaded.config.data
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     source = Path(args.input)
+    if is_views(data):
+        reconstruct_views(loaded, source, args, out)
+        return
     audio = source.is_file() and source.suffix.lower() in AUDIO_EXTENSIONS
     files = [source] if audio else inputs(source)
     for path in files:
