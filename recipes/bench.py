@@ -4,18 +4,21 @@ beside the reference's figures (../shared/ANCHORS.md).
     python recipes/bench.py                                             # every preset of the table, this device
     python recipes/bench.py --only ipc-meta:imagenette178 --batch 2     # one row
     python recipes/bench.py --precision bf16 --batch 16                 # on a GPU
+    python recipes/bench.py --only ipc-transinr:shapenet-cars:5 --batch 8   # NeRF, 5 support views
 
 A row times full training steps (encode + decode + loss + backward + Adam) of the preset's model, with the preset's
 training options (coordinate subsampling and noise), on random signals of the preset's shape, so no dataset is
-needed. Warm-up steps are excluded and the step time is the median of the timed steps. FLOPs are counted once with
+needed. NeRF rows (``model:shapenet-<category>[:views]``) train on random 128-px views seen from cameras around the
+origin (128 random rays per object, 128 points per ray, jittered) and report objects/s (in the img/s column), rays/s
+and the rate of full 128x128 renders in evaluation (``render img/s``, 1024 rays per object at a time). Warm-up steps
+are excluded and the step time is the median of the timed steps. FLOPs are counted once with
 ``torch.utils.flop_counter.FlopCounterMode``; utilisation is achieved FLOP/s over a matrix-product ceiling measured
-on the same device and precision. Batch defaults: 2 on a CPU, the preset's global batch (16) on a GPU.
+on the same device and precision. Batch defaults: 2 on a CPU, 16 on a GPU (the NeRF references are at 8 and 32).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import resource
 import statistics
 import time
@@ -26,10 +29,11 @@ import tyro
 from torch.utils.flop_counter import FlopCounterMode
 
 from ginr import models, presets
-from ginr.data import signal_shape
+from ginr.data import is_views, signal_shape
+from ginr.inference import novel_views
 from ginr.module import ParamsModule
 from ginr.train.logger import table
-from ginr.train.objective import reconstruction_objective
+from ginr.train.objective import objective_for
 
 TABLE = (
     "ipc-meta:imagenette178",
@@ -39,6 +43,9 @@ TABLE = (
     "transinr:celeba178",
     "ipc-transinr:librispeech1s",
     "transinr:librispeech1s",
+    "ipc-transinr:shapenet-cars",
+    "ipc-transinr:shapenet-cars:5",
+    "transinr:shapenet-cars",
 )
 
 # ../shared/ANCHORS.md: the reference (kakaobrain/ginr-ipc), fp32, img/s per device.
@@ -56,6 +63,13 @@ REFERENCE = {
     ("transinr", "librispeech1s", "cuda", 16): 187.2,
     ("ipc-meta", "imagenette178", "cpu", 2): 0.27,
     ("ipc-transinr", "celeba178", "cpu", 2): 0.43,
+}
+# ../shared/ANCHORS.md: NeRF, (model, data, support views, batch) -> (objects/s, rays/s, peak GiB) on an H200, fp32.
+REFERENCE_VIEWS = {
+    ("ipc-transinr", "shapenet-cars", 1, 8): (168.9, 21620, 3.9),
+    ("ipc-transinr", "shapenet-cars", 1, 32): (209.4, 26809, 13.9),
+    ("ipc-transinr", "shapenet-cars", 5, 8): (60.4, 7734, 11.6),
+    ("transinr", "shapenet-cars", 1, 32): (234.3, 29991, 12.2),
 }
 REFERENCE_MEMORY_GIB = {
     ("ipc-meta", "imagenette178", 16): 16.8,
@@ -111,27 +125,45 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def bench_row(model_name: str, data: str, batch: int, args: Args, device: torch.device, ceiling: float) -> dict:
-    config = presets.resolve(model_name, data)
-    model = models.build(config.model_name, config.model)
-    objective = functools.partial(
-        reconstruction_objective,
-        coord_range=config.data.coord_range,
-        coord_noise=config.train.coord_noise,
-        coord_subsample=config.train.coord_subsample,
+def random_views(batch: int, views: int, size: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """Random images seen from cameras 4 units from the origin, looking at it (so rays cross the depth range)."""
+    eye = torch.nn.functional.normalize(torch.randn(batch * views, 3), dim=1) * 4
+    back = eye / eye.norm(dim=1, keepdim=True)
+    right = torch.nn.functional.normalize(
+        torch.linalg.cross(torch.tensor([0.0, 0.0, 1.0]).expand_as(back), back), dim=1
     )
+    poses = torch.stack([right, torch.linalg.cross(back, right), back, eye], dim=2).view(batch, views, 3, 4)
+    return {
+        "images": torch.rand(batch, views, size, size, 3, device=device),
+        "poses": poses.to(device),
+        "focals": torch.full((batch, views, 2), 131.25, device=device),  # learnit's 128 px at ~52 degrees
+    }
+
+
+def bench_row(
+    model_name: str, data: str, views: int | None, batch: int, args: Args, device: torch.device, ceiling: float
+) -> dict:
+    config = presets.resolve(model_name, data, views)
+    model = models.build(config.model_name, config.model)
+    objective = objective_for(config)
     module = ParamsModule(model, model.init(torch.Generator().manual_seed(0)), objective=objective).to(device)
     optimizer = torch.optim.Adam(module.parameters(), lr=config.optim.lr)
-    shape, channels = signal_shape(config.data)
-    signal = torch.rand(batch, *shape, channels, device=device)
-    if channels == 1:  # audio in [-1, 1]
-        signal = signal * 2 - 1
+    if is_views(config.data):
+        size, views = config.data.resolution, config.data.support_views
+        signal = {"support": random_views(batch, views, size, device), "query": random_views(batch, 1, size, device)}
+        epoch = config.render.foreground_first_epochs  # the preset's random rays after its first epochs
+    else:
+        shape, channels = signal_shape(config.data)
+        signal = torch.rand(batch, *shape, channels, device=device)
+        if channels == 1:  # audio in [-1, 1]
+            signal = signal * 2 - 1
+        epoch = 0
     torch.backends.cuda.matmul.allow_tf32 = args.precision == "tf32"
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
 
     def step():
         with autocast:
-            loss = module(signal)["loss"]
+            loss = module(signal, epoch=epoch)["loss"]
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -155,17 +187,31 @@ def bench_row(model_name: str, data: str, batch: int, args: Args, device: torch.
         step()
     seconds = statistics.median(times)
     flops = counter.get_total_flops()
-    reference = REFERENCE.get((model_name, data, device.type, batch))
-    reference_memory = REFERENCE_MEMORY_GIB.get((model_name, data, batch)) if device.type == "cuda" else None
+    if is_views(config.data):
+        views = config.data.support_views
+        label = f"{data}:{views}"
+        reference, reference_rays, reference_memory = None, None, None
+        if device.type == "cuda" and (model_name, data, views, batch) in REFERENCE_VIEWS:
+            reference, reference_rays, reference_memory = REFERENCE_VIEWS[(model_name, data, views, batch)]
+        extra = {
+            "rays/s": batch * config.render.train_rays / seconds,
+            "ref rays/s": "-" if reference_rays is None else reference_rays,
+            "render img/s": render_rate(module, config, signal, autocast, device),
+        }
+    else:
+        label, extra = data, {}
+        reference = REFERENCE.get((model_name, data, device.type, batch))
+        reference_memory = REFERENCE_MEMORY_GIB.get((model_name, data, batch)) if device.type == "cuda" else None
     return {
         "model": model_name,
-        "data": data,
+        "data": label,
         "batch": batch,
         "precision": args.precision,
         "step ms": round(seconds * 1000, 1),
         "img/s": batch / seconds,
         "ref img/s": "-" if reference is None else reference,
         "speed-up": "-" if reference is None else f"{batch / seconds / reference:.2f}x",
+        **extra,
         "peak memory": memory,
         "ref memory": "-" if reference_memory is None else f"{reference_memory} GiB",
         "GFLOP/img": flops / batch / 1e9,
@@ -173,6 +219,21 @@ def bench_row(model_name: str, data: str, batch: int, args: Args, device: torch.
         "TFLOP/s": flops / seconds / 1e12,
         "MFU": f"{flops / seconds / ceiling:.0%}",
     }
+
+
+def render_rate(module: ParamsModule, config, signal: dict, autocast, device: torch.device) -> float:
+    """Full query views rendered per second (one untimed render first), as evaluation renders them."""
+    query = signal["query"]
+    size = tuple(query["images"].shape[2:4])
+    args = (module.tree(), signal["support"], query["poses"], query["focals"], size, config.render)
+    times = []
+    for _ in range(2):
+        tick = time.perf_counter()
+        with autocast:
+            novel_views(module.model, *args, config.data.depth_range)
+        synchronize(device)
+        times.append(time.perf_counter() - tick)
+    return query["images"].shape[0] * query["images"].shape[1] / times[-1]
 
 
 def main(args: Args) -> None:
@@ -184,10 +245,11 @@ def main(args: Args) -> None:
     )
     rows = []
     for entry in args.only:
-        model_name, data = entry.split(":")
-        rows.append(bench_row(model_name, data, batch, args, device, ceiling))
+        model_name, data, *views = entry.split(":")
+        rows.append(bench_row(model_name, data, int(views[0]) if views else None, batch, args, device, ceiling))
         print(table(rows[-1:], list(rows[-1])), flush=True)
-    print("\n" + table(rows, list(rows[0])))
+    columns = list(dict.fromkeys(name for row in rows for name in row))
+    print("\n" + table(rows, columns))
 
 
 if __name__ == "__main__":
