@@ -14,6 +14,25 @@ CITATION = """@inproceedings{kim2023generalizable,
 TASKS = {1: "audio", 2: "image", 3: "novel-view synthesis"}
 
 
+def usage(config: config_lib.Config, repo_id: str) -> str:
+    """How to use the model: decode signals at any resolution, or render novel views of an object (NeRF)."""
+    if config.model.hyponet.input_dim == 3:
+        return f"""```bash
+python recipes/render.py {repo_id} --folder OBJECT_FOLDER --views 10 20 --orbit 40   # learnit layout: transforms.json + PNGs
+python recipes/reconstruct.py {repo_id} OBJECT_FOLDER --support 0               # render the held-out views, with PSNR
+```"""
+    return f"""```python
+import ginr
+from ginr.inference import encode, decode
+
+loaded = ginr.from_pretrained("{repo_id}")
+modulation = encode(loaded.model, loaded.params, signals, loaded.config.data.coord_range)
+values = decode(loaded.model, loaded.params, modulation, shape, loaded.config.data.coord_range)
+```
+
+or from the command line: `python recipes/reconstruct.py {repo_id} INPUT --scale 3`."""
+
+
 def model_card(
     config: config_lib.Config, repo_id: str, evaluation: list[dict], samples: list[str], step: int | None = None
 ) -> str:
@@ -69,22 +88,13 @@ PSNR is the mean over instances of each instance's PSNR (peak 1), on unclamped o
 
 ## Samples
 
-Ground truth (top) over reconstructions (bottom).
+{"One object per row: its support views, the ground-truth query view, the render." if task == TASKS[3] else "Ground truth (top) over reconstructions (bottom)."}
 
 {chr(10).join(sample_lines)}
 
 ## Use it
 
-```python
-import ginr
-from ginr.inference import encode, decode
-
-loaded = ginr.from_pretrained("{repo_id}")
-modulation = encode(loaded.model, loaded.params, signals, loaded.config.data.coord_range)
-values = decode(loaded.model, loaded.params, modulation, shape, loaded.config.data.coord_range)
-```
-
-or from the command line: `python recipes/reconstruct.py {repo_id} INPUT --scale 3`.
+{usage(config, repo_id)}
 
 ## Training configuration
 

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from ginr import config as config_lib
 from ginr import from_pretrained, inference, metrics
-from ginr.data import EvalBatchSampler, eval_dataset, make_loader
+from ginr.data import EvalBatchSampler, eval_dataset, is_views, make_loader
 from ginr.pytree import flatten
 from ginr.train.checkpoint import model_folder
 
@@ -45,6 +45,11 @@ class Args:
 def main(args: Args) -> None:
     loaded = from_pretrained(model_folder(args.model), revision=args.revision)
     data = loaded.config.data
+    if is_views(data):
+        raise SystemExit(
+            f"error: {args.model} is a NeRF; its modulations come from support views: use recipes/render.py or "
+            "recipes/reconstruct.py (an object folder and --support frames)"
+        )
     if args.data_path is not None:
         data = dataclasses.replace(data, path=args.data_path)
     dataset = eval_dataset(data, args.split)

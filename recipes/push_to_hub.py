@@ -24,7 +24,7 @@ from ginr import from_pretrained, hub
 from ginr.data import EvalBatchSampler, eval_dataset, make_loader
 from ginr.model_card import model_card
 from ginr.train.checkpoint import model_folder, read_trainer_state
-from ginr.train.evaluate import evaluate
+from ginr.train.evaluate import evaluate_config
 
 
 @dataclasses.dataclass
@@ -53,14 +53,7 @@ def render_samples(loaded, count: int, stage: Path) -> list[str]:
         print(f"no samples: the held-out data is not reachable here ({error})")
         return []
     loader = make_loader(dataset, EvalBatchSampler(min(count, len(dataset)), count, 1, 0), 0)
-    result = evaluate(
-        loaded.model,
-        loaded.params,
-        loader,
-        accelerator=Accelerator(cpu=True),
-        coord_range=loaded.config.data.coord_range,
-        sample_rate=loaded.config.data.sample_rate,
-    )
+    result = evaluate_config(loaded.config, loaded.model, loaded.params, loader, accelerator=Accelerator(cpu=True))
     names = []
     (stage / "samples").mkdir(exist_ok=True)
     for name, image in result.images.items():

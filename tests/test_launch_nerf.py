@@ -99,3 +99,15 @@ def test_reconstruct_recipe_renders_a_set_of_views(nerf_run, shapenet_folder, tm
     )
     assert "view 0: psnr" in out and "view 7: psnr" in out and "support frames [2, 4], mean psnr" in out
     assert {p.name for p in tmp_path.iterdir()} == {"e1_view000.png", "e1_view007.png"}
+
+
+def test_push_to_hub_stages_a_nerf_with_view_samples_and_render_usage(nerf_run, tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "recipes" / "push_to_hub.py"), str(nerf_run), "--repo-id", "someone/nerf",
+         "--stage-dir", str(tmp_path), "--samples", "2", "--dry-run"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    card = (tmp_path / "README.md").read_text()
+    assert "novel-view-synthesis" in card and "python recipes/render.py someone/nerf" in card
+    assert "samples/views.png" in card and (tmp_path / "samples" / "views.png").is_file()
