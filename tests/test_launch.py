@@ -264,3 +264,14 @@ def test_a_diverging_run_stops_naming_the_step_the_batch_and_the_last_checkpoint
     ), result.stderr[-3000:]
     assert {p: p.read_bytes() for p in (run / "checkpoints").rglob("*") if p.is_file()} == before
     assert checkpoint.latest(run) == last
+
+
+def test_resume_is_exact_with_dropout_coordinate_noise_and_subsampling(tmp_path, image_folder):
+    """ipc-transinr draws dropout masks, coordinate noise and coordinate subsets from the RNG every step: a run
+    stopped after 3 steps and resumed ends bit-identical to one that never stopped (2 epochs of 4 steps)."""
+    flags = ["--model", "ipc-transinr", "--data", "photos", *TINY_HYPERNET, *DATA_FLAGS["image"](image_folder)]
+    flags += ["--train.epochs", "2", "--train.checkpoint-every", "1", "--train.out-dir", str(tmp_path), *EXTRAS]
+    launch([*flags, "--train.run-name", "whole"])
+    launch([*flags, "--train.run-name", "stopped", "--train.max-steps", "3"])
+    launch(["--resume", str(tmp_path / "stopped"), "--train.max-steps", "None"])
+    assert_same_checkpoints(tmp_path / "whole", tmp_path / "stopped", 8)
