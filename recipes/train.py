@@ -91,6 +91,8 @@ def main(argv: list[str] | None = None) -> None:
         coord_noise=train_cfg.coord_noise,
         coord_subsample=train_cfg.coord_subsample,
     )
+    if train_cfg.compile:
+        objective = torch.compile(objective)
     module = ParamsModule(model, params, objective=objective)
     optim = config.optim
     optimizer = torch.optim.Adam(
