@@ -4,6 +4,7 @@ every field of it is a tyro flag with that config as its default."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -11,12 +12,16 @@ from pathlib import Path
 import tyro
 
 from ginr import config as config_lib
-from ginr import presets
+from ginr import hub, presets
 from ginr.config import MetaINRConfig
 from ginr.data import is_views, signal_shape
+from ginr.data.catalog import DATA
+from ginr.hub import ModelFileError
 from ginr.models import MODEL_NAMES, build, model_config_type
+from ginr.train.checkpoint import model_folder
 
-USAGE = f"""--model {{{",".join(MODEL_NAMES)}}} --data {{{",".join(presets.DATA_NAMES)}}} [--resume RUN_DIR] [FLAGS]
+USAGE = f"""--model {{{",".join(MODEL_NAMES)}}} --data {{{",".join(presets.DATA_NAMES)}}} [--resume RUN_DIR]
+[--init-from MODEL_DIR_OR_HUB_ID [--init-revision REV]] [FLAGS]
 
 --model and --data choose the paper preset (default: ipc-meta on the embedded photos); every flag below is a field of
 that preset, shown with the preset's value. --data.support-views N (the shapenet presets) also sets the token count.
@@ -38,6 +43,8 @@ def parse_train_args(argv: list[str] | None = None, *, prog: str = "train.py", c
     pre.add_argument("--data", default=None)
     pre.add_argument("--resume", default=None)
     pre.add_argument("--data.support-views", "--data.support_views", dest="support_views", type=int, default=None)
+    pre.add_argument("--init-from", default=None)
+    pre.add_argument("--init-revision", default=None)
     known, rest = pre.parse_known_args(argv)
     resume = Path(known.resume) if known.resume else None
     try:
@@ -50,9 +57,18 @@ def parse_train_args(argv: list[str] | None = None, *, prog: str = "train.py", c
             ):
                 if given is not None and given != saved:
                     raise ValueError(f"{flag} {given} differs from the resumed run's {saved}; drop {flag}")
+            if known.init_from:
+                raise ValueError("--init-from starts a new run; a resumed run continues from its own checkpoint")
+        elif known.init_from:
+            base = _pretrained_config(known.init_from, known.init_revision, known.model, known.data)
+            if known.support_views is not None and known.support_views != base.data.support_views:
+                raise ValueError(
+                    f"--data.support-views {known.support_views} differs from the {base.data.support_views} support "
+                    f"view(s) {known.init_from} reads (its token count); drop --data.support-views"
+                )
         else:
             base = presets.resolve(known.model or "ipc-meta", known.data or "photos", known.support_views)
-    except ValueError as error:
+    except (ValueError, ModelFileError) as error:
         fail(str(error))
     config = tyro.cli(
         config_lib.Config[model_config_type(base.model_name)],
@@ -82,6 +98,24 @@ def parse_train_args(argv: list[str] | None = None, *, prog: str = "train.py", c
     except ValueError as error:
         fail(str(error))
     return config, resume
+
+
+def _pretrained_config(source: str, revision: str | None, model: str | None, data: str | None) -> config_lib.Config:
+    """The config of a model to fine-tune or evaluate: its own (the architecture must match its weights), with the
+    data preset ``data`` when given, and ``train.init_from`` naming where the weights come from."""
+    saved = hub.read_config(hub.model_dir(model_folder(source), revision))
+    if model is not None and model != saved.model_name:
+        raise ValueError(f"--model {model} differs from {source}'s {saved.model_name}; drop --model")
+    if data is not None and data != saved.data_name:
+        if data not in DATA:
+            raise ValueError(f"--data {data}: unknown data preset; choose one of {', '.join(DATA)}")
+        new = DATA[data]
+        if is_views(new):  # the model's token count fixes its support views
+            new = dataclasses.replace(new, support_views=saved.data.support_views)
+        saved = dataclasses.replace(saved, data=new, data_name=data)
+    return dataclasses.replace(
+        saved, train=dataclasses.replace(saved.train, init_from=source, init_revision=revision, run_name=None)
+    )
 
 
 def _saved_config(run_dir: Path) -> config_lib.Config:

@@ -109,23 +109,32 @@ def check_structure(
         raise ModelFileError(f"{where} does not match {against}: " + "; ".join(problems))
 
 
-def from_pretrained(id_or_dir: str | os.PathLike, revision: str | None = None) -> Pretrained:
-    """Load a ginr model from a local folder or a Hugging Face Hub repo id (``revision`` a branch, tag or commit).
-
-    Hub downloads go through ``huggingface_hub.snapshot_download`` (honouring ``HF_HUB_OFFLINE`` and the local
-    cache) and fetch only ``config.json`` and ``model.safetensors``.
-    """
+def model_dir(id_or_dir: str | os.PathLike, revision: str | None = None) -> Path:
+    """The local folder of a model: ``id_or_dir`` itself, or the Hub repo's snapshot (``revision`` a branch, tag or
+    commit) fetched by ``huggingface_hub.snapshot_download``, which honours ``HF_HUB_OFFLINE`` and the local cache
+    and fetches only ``config.json`` and ``model.safetensors``."""
     folder = Path(id_or_dir).expanduser()
-    if not folder.is_dir():
-        from huggingface_hub import snapshot_download
-        from huggingface_hub.errors import HFValidationError
+    if folder.is_dir():
+        return folder
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError
 
-        try:
-            folder = Path(
-                snapshot_download(str(id_or_dir), revision=revision, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME])
-            )
-        except HFValidationError as error:
-            raise ModelFileError(f"{id_or_dir!r} is neither a local folder nor a valid Hub repo id") from error
+    try:
+        return Path(snapshot_download(str(id_or_dir), revision=revision, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME]))
+    except HFValidationError as error:
+        raise ModelFileError(f"{id_or_dir!r} is neither a local folder nor a valid Hub repo id") from error
+    except LocalEntryNotFoundError as error:
+        raise ModelFileError(
+            f"{id_or_dir!r} is not a local folder and is not in the Hugging Face cache, and the Hub cannot be reached "
+            "(offline?); download it once with network access or give a local folder"
+        ) from error
+    except RepositoryNotFoundError as error:
+        raise ModelFileError(f"{id_or_dir!r}: no such model repo on the Hub (or it is private: log in)") from error
+
+
+def from_pretrained(id_or_dir: str | os.PathLike, revision: str | None = None) -> Pretrained:
+    """Load a ginr model from a local folder or a Hugging Face Hub repo id (``revision`` a branch, tag or commit)."""
+    folder = model_dir(id_or_dir, revision)
     config = read_config(folder)
     model = build(config.model_name, config.model)
     return Pretrained(config=config, model=model, params=load_params(folder, model))

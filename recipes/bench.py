@@ -98,6 +98,8 @@ class Args:
     """Arithmetic (bf16 = autocast with fp32 weights and fp32 loss)."""
     device: str = "cuda" if torch.cuda.is_available() else "cpu"
     """Device to run on."""
+    compile: bool = False
+    """Compile the objective with torch.compile (compilation happens in the warm-up steps)."""
     warmup: int = 2
     """Untimed steps first."""
     steps: int = 5
@@ -147,6 +149,8 @@ def bench_row(
     model = models.build(config.model_name, config.model)
     objective = objective_for(config)
     module = ParamsModule(model, model.init(torch.Generator().manual_seed(0)), objective=objective).to(device)
+    if args.compile:
+        module.objective = torch.compile(objective)
     optimizer = torch.optim.Adam(module.parameters(), lr=config.optim.lr)
     if is_views(config.data):
         size, views = config.data.resolution, config.data.support_views
@@ -183,6 +187,7 @@ def bench_row(
         memory = f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB"
     else:
         memory = f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB RSS"
+    module.objective = objective  # FLOPs are counted on the eager path (compiled kernels are opaque to the counter)
     with FlopCounterMode(display=False) as counter:
         step()
     seconds = statistics.median(times)
@@ -206,7 +211,7 @@ def bench_row(
         "model": model_name,
         "data": label,
         "batch": batch,
-        "precision": args.precision,
+        "precision": args.precision + (" compiled" if args.compile else ""),
         "step ms": round(seconds * 1000, 1),
         "img/s": batch / seconds,
         "ref img/s": "-" if reference is None else reference,

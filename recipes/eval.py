@@ -3,6 +3,7 @@
     accelerate launch recipes/eval.py runs/<run>                     # newest complete checkpoint of a run
     accelerate launch recipes/eval.py runs/<run>/checkpoints/step-00000500 --n-steps 5
     accelerate launch recipes/eval.py user/ginr-model --data-path /data/imagenette2-320    # a Hub repo id
+    accelerate launch recipes/eval.py --init-from user/ginr-model --revision v1.0
 
 The model's config.json says which data it was trained on; ``--data-path`` and ``--split`` point elsewhere.
 A NeRF is evaluated by full renders of its query views (SPEC 5.6), on the fixed list of seeded view draws
@@ -29,8 +30,10 @@ from ginr.train.logger import table
 
 @dataclasses.dataclass
 class Args:
-    model: tyro.conf.Positional[str]
+    model: tyro.conf.Positional[str | None] = None
     """A run folder, a checkpoint folder, a model folder or a Hugging Face Hub repo id."""
+    init_from: str | None = None
+    """The same as MODEL, spelled as in train.py (give one of the two)."""
     split: str | None = None
     """Split to evaluate; None: the config's held-out split."""
     data_path: str | None = None
@@ -48,9 +51,12 @@ class Args:
 
 
 def main(args: Args) -> None:
+    source = args.model or args.init_from
+    if (args.model is None) == (args.init_from is None):
+        raise SystemExit("error: give the model to evaluate once: as MODEL or as --init-from")
     accelerator = Accelerator()
     try:
-        loaded = from_pretrained(model_folder(args.model), revision=args.revision)
+        loaded = from_pretrained(model_folder(source), revision=args.revision)
     except ModelFileError as error:
         raise SystemExit(f"error: {error}") from error
     data = loaded.config.data
@@ -68,7 +74,7 @@ def main(args: Args) -> None:
     params = tree_map(lambda t: t.detach().to(accelerator.device), loaded.params)
     config = dataclasses.replace(loaded.config, data=data)
     result = evaluate_config(config, loaded.model, params, loader, accelerator=accelerator, n_steps=args.n_steps)
-    row = {"model": args.model, "split": args.split or data.eval_split, **result.metrics}
+    row = {"model": source, "split": args.split or data.eval_split, **result.metrics}
     accelerator.print(table([row], list(row)))
     if args.out and accelerator.is_main_process:
         Path(args.out).write_text(json.dumps(row, indent=2))

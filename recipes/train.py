@@ -2,6 +2,7 @@
 
     accelerate launch recipes/train.py --model ipc-meta [--data photos] [--optim.lr 1e-4 ...]
     accelerate launch recipes/train.py --resume runs/<run>          # continue exactly where it stopped
+    accelerate launch recipes/train.py --init-from user/ginr-model --data ffhq178   # fine-tune a trained model
 
 Reads top to bottom: config, accelerator, run folder, data, model, optimizer, (resume), loop, evaluation,
 checkpoints. Everything that can be refused (flags, run folder, data, checkpoint) is checked before the run folder is
@@ -18,7 +19,7 @@ import time
 import torch
 from tqdm.auto import tqdm
 
-from ginr import cli, models
+from ginr import cli, hub, models
 from ginr.data import BatchPlan, EvalBatchSampler, TrainBatchSampler, eval_dataset, make_loader, train_dataset
 from ginr.module import ParamsModule
 from ginr.pytree import unflatten
@@ -76,8 +77,18 @@ def main(argv: list[str] | None = None) -> None:
 
     # ---- model and optimizer ----------------------------------------------------------------------------------
     model = models.build(config.model_name, config.model)
-    params = model.init(torch.Generator().manual_seed(train_cfg.seed))
-    module = ParamsModule(model, params, objective=objective_for(config))
+    if train_cfg.init_from is not None:  # fine-tune: the weights of a trained model, checked strictly
+        try:
+            folder = hub.model_dir(checkpoint.model_folder(train_cfg.init_from), train_cfg.init_revision)
+            params = hub.load_params(folder, model, f"this run's config (--init-from {train_cfg.init_from})")
+        except (hub.ModelFileError, CheckpointError) as error:
+            cli.fail(str(error))
+    else:
+        params = model.init(torch.Generator().manual_seed(train_cfg.seed))
+    objective = objective_for(config)
+    if train_cfg.compile:
+        objective = torch.compile(objective)
+    module = ParamsModule(model, params, objective=objective)
     optim = config.optim
     optimizer = torch.optim.Adam(
         module.parameters(), lr=optim.lr, betas=optim.betas, eps=optim.eps, weight_decay=optim.weight_decay

@@ -198,3 +198,24 @@ def test_resume_reads_the_saved_config(tmp_path, capsys):
     with pytest.raises(SystemExit):
         parse_train_args(["--resume", str(tmp_path / "nope")], console=False)
     assert "config.json not found" in capsys.readouterr().err
+
+
+def test_init_from_takes_the_model_from_the_pretrained_folder(tmp_path, capsys):
+    saved = presets.resolve("learned-init", "ffhq256")
+    saved = dataclasses.replace(saved, model=dataclasses.replace(saved.model, inner_lr=0.02))
+    (tmp_path / "config.json").write_text(config_lib.dumps(saved))
+    config = parse("--init-from", str(tmp_path), "--data", "imagenette178", "--train.epochs", "2")
+    assert config.model == saved.model and config.model_name == "learned-init"
+    assert config.data_name == "imagenette178" and config.data.resolution == 178
+    assert config.train.init_from == str(tmp_path) and config.train.epochs == 2
+    for argv, message in (
+        (["--model", "ipc-meta"], "--model ipc-meta differs from"),
+        (["--data", "mnist"], "--data mnist: unknown data preset"),
+        (["--resume", str(tmp_path)], "--init-from starts a new run"),
+    ):
+        with pytest.raises(SystemExit):
+            parse("--init-from", str(tmp_path), *argv)
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse("--init-from", str(tmp_path / "missing"))
+    assert "neither a local folder nor a valid Hub repo id" in capsys.readouterr().err

@@ -70,10 +70,17 @@ def test_train_writes_checkpoints_events_and_the_eval_table(tmp_path, image_fold
     assert [row["step"] for row in history] == [0, 4, 8] and all(row["count"] == 4 for row in history)
     assert "evaluation on the held-out split" in result.stdout + result.stderr
 
-    result = launch([str(run), "--out", str(tmp_path / "eval.json")], recipe="eval.py")
+    result = launch(["--init-from", str(run), "--out", str(tmp_path / "eval.json")], recipe="eval.py")
     evaluated = json.loads((tmp_path / "eval.json").read_text())
     assert evaluated["count"] == 4 and evaluated["psnr"] == history[-1]["psnr"]  # same weights, same numbers
     assert "psnr" in result.stdout
+
+    # fine-tuning starts from the trained weights: its step-0 evaluation is the source run's last one
+    launch(["--init-from", str(run), "--train.epochs", "1", "--train.out-dir", str(tmp_path), "--train.run-name", "ft"])
+    tuned = json.loads((tmp_path / "ft" / "eval_metrics.json").read_text())
+    assert tuned[0]["step"] == 0 and tuned[0]["psnr"] == history[-1]["psnr"]
+    saved = json.loads((tmp_path / "ft" / "config.json").read_text())
+    assert saved["train"]["init_from"] == str(run)
 
 
 @pytest.fixture(scope="module")
@@ -257,3 +264,14 @@ def test_a_diverging_run_stops_naming_the_step_the_batch_and_the_last_checkpoint
     ), result.stderr[-3000:]
     assert {p: p.read_bytes() for p in (run / "checkpoints").rglob("*") if p.is_file()} == before
     assert checkpoint.latest(run) == last
+
+
+def test_resume_is_exact_with_dropout_coordinate_noise_and_subsampling(tmp_path, image_folder):
+    """ipc-transinr draws dropout masks, coordinate noise and coordinate subsets from the RNG every step: a run
+    stopped after 3 steps and resumed ends bit-identical to one that never stopped (2 epochs of 4 steps)."""
+    flags = ["--model", "ipc-transinr", "--data", "photos", *TINY_HYPERNET, *DATA_FLAGS["image"](image_folder)]
+    flags += ["--train.epochs", "2", "--train.checkpoint-every", "1", "--train.out-dir", str(tmp_path), *EXTRAS]
+    launch([*flags, "--train.run-name", "whole"])
+    launch([*flags, "--train.run-name", "stopped", "--train.max-steps", "3"])
+    launch(["--resume", str(tmp_path / "stopped"), "--train.max-steps", "None"])
+    assert_same_checkpoints(tmp_path / "whole", tmp_path / "stopped", 8)
