@@ -320,3 +320,17 @@ def test_an_orbit_keeps_distance_and_elevation_and_looks_at_the_object():
     for frame in frames:  # still looking at the origin: -z of the camera points from the centre to the object
         assert torch.allclose(-frame[:, 2], -frame[:, 3] / frame[:, 3].norm(), atol=1e-5)
         assert torch.allclose(frame[:, :3].T @ frame[:, :3], torch.eye(3), atol=1e-5)
+
+
+def test_foreground_first_draws_are_uniform_over_the_foreground():
+    """Over many instances, each foreground pixel is among the distinct foreground draws equally often, and the
+    top-up of a small foreground picks each of its pixels equally often."""
+    torch.manual_seed(3)
+    pixels, where = views_with_foreground([30])
+    index = render.foreground_first_rays(pixels.expand(4000, -1, -1), 16)[:, :8]
+    counts = torch.bincount(index.flatten(), minlength=64)[sorted(where[0])].float()
+    assert counts.sum() == 4000 * 8 and (counts / counts.mean() - 1).abs().max() < 0.1
+    small, where = views_with_foreground([3])
+    extra = render.foreground_first_rays(small.expand(6000, -1, -1), 16)[:, 3:8]
+    counts = torch.bincount(extra.flatten(), minlength=64)[sorted(where[0])].float()
+    assert counts.sum() == 6000 * 5 and (counts / counts.mean() - 1).abs().max() < 0.05
