@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from test_launch import launch
+from test_launch import assert_same_checkpoints, launch
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_NERF = [
@@ -23,7 +23,7 @@ TINY_NERF = [
     "--render.points-per-ray", "8", "--render.train-rays", "32", "--render.eval-rays", "16",
     "--render.chunk-rays", "100", "--render.foreground-first-epochs", "1", "--train.batch-size", "3",
     "--train.epochs", "2", "--train.eval-every", "1", "--train.checkpoint-every", "2", "--train.image-every", "1",
-    "--train.log-every", "1",
+    "--train.log-every", "1", "--train.ema", "0.9",
 ]  # fmt: skip
 
 
@@ -44,15 +44,16 @@ def nerf_run(tmp_path_factory, shapenet_folder) -> Path:
 
 def test_a_nerf_trains_with_estimates_and_ends_with_a_full_evaluation(nerf_run):
     """3 objects x repeat 2 / batch 3 = 2 steps per epoch; ray-sampled estimates at steps 0 and 2 (quirk 11), the full
-    render of every (test object, draw) at the end: 2 objects x 2 draws."""
+    render of every (test object, draw) at the end: 2 objects x 2 draws; the EMA weights too (quirk 12)."""
     history = json.loads((nerf_run / "eval_metrics.json").read_text())
-    assert [(row["step"], "psnr" in row, "psnr_estimate" in row) for row in history] == [
-        (0, False, True), (2, False, True), (4, True, False)
+    assert [(row["step"], row["weights"], "psnr" in row, "psnr_estimate" in row) for row in history] == [
+        (0, "raw", False, True), (0, "ema", False, True), (2, "raw", False, True), (2, "ema", False, True),
+        (4, "raw", True, False), (4, "ema", True, False),
     ]  # fmt: skip
     assert all(row["count"] == 4 for row in history) and history[-1]["psnr"] > 0
     events = EventAccumulator(str(nerf_run / "tensorboard"), size_guidance={"images": 0}).Reload().Tags()
     assert {"eval/psnr", "eval/psnr_estimate", "train/psnr", "train/loss"} <= set(events["scalars"])
-    assert "eval/views" in events["images"]
+    assert {"eval/views", "eval_ema/views"} <= set(events["images"])
     assert "eval/view_psnr/text_summary" in events["tensors"]
     saved = json.loads((nerf_run / "config.json").read_text())
     assert saved["model"]["tokenizer"]["n_tokens"] == 8 and saved["data"]["support_views"] == 2
@@ -61,7 +62,7 @@ def test_a_nerf_trains_with_estimates_and_ends_with_a_full_evaluation(nerf_run):
 def test_eval_recipe_repeats_the_final_evaluation_on_one_and_two_processes(nerf_run, tmp_path):
     """The fixed list of draws (quirk 24 fixed) makes the evaluation reproducible, and two processes count every
     instance once (quirk 19 fixed)."""
-    final = json.loads((nerf_run / "eval_metrics.json").read_text())[-1]
+    final = json.loads((nerf_run / "eval_metrics.json").read_text())[-2]  # the raw weights' (the model folder's)
     for config, name in (("cpu.yaml", "one.json"), ("cpu_2proc.yaml", "two.json")):
         launch([str(nerf_run), "--batch-size", "2", "--out", str(tmp_path / name)], config=config, recipe="eval.py")
         row = json.loads((tmp_path / name).read_text())
@@ -111,3 +112,12 @@ def test_push_to_hub_stages_a_nerf_with_view_samples_and_render_usage(nerf_run, 
     card = (tmp_path / "README.md").read_text()
     assert "novel-view-synthesis" in card and "python recipes/render.py someone/nerf" in card
     assert "samples/views.png" in card and (tmp_path / "samples" / "views.png").is_file()
+
+
+def test_a_stopped_nerf_run_resumes_exactly(nerf_run, shapenet_folder, tmp_path):
+    """View draws are seeded per sample and rays and jitter come from the checkpointed RNG, so a run stopped after
+    step 2 and resumed ends bit-identical to the uninterrupted one."""
+    flags = [*TINY_NERF, "--data.path", str(shapenet_folder), "--train.out-dir", str(tmp_path), "--train.run-name", "s"]
+    launch([*flags, "--train.max-steps", "2"])
+    launch(["--resume", str(tmp_path / "s"), "--train.max-steps", "None"])
+    assert_same_checkpoints(nerf_run, tmp_path / "s", 4)
