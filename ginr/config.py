@@ -463,6 +463,12 @@ def validate(config: Config) -> None:
         value = getattr(data, name)
         need(value > 0, f"--data.{name.replace('_', '-')}", "must be > 0", value)
     need(
+        data.source != "shapenet" or not (data.skip_bad_files or data.cache_dir),
+        "--data.skip-bad-files / --data.cache-dir",
+        "apply to image and audio files, not to shapenet's views (they are read as they are)",
+        (data.skip_bad_files, data.cache_dir),
+    )
+    need(
         0 <= data.depth_range[0] < data.depth_range[1],
         "--data.depth-range",
         "needs 0 <= near < far",

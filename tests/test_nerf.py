@@ -106,6 +106,7 @@ def test_support_views_flag_sets_the_token_count(flag):
         (["--data", "shapenet-cars", "--model", "ipc-meta"], "no preset for --model ipc-meta --data shapenet-cars"),
         (["--model", "ipc-transinr", "--data", "photos", "--data.source", "shapenet"], "go together"),
         (["--data", "shapenet-cars", "--model", "transinr", "--render.train-rays", "0"], "--render.train-rays=0"),
+        (["--data", "shapenet-lamps", "--model", "transinr", "--data.skip-bad-files"], "not to shapenet's views"),
     ],
 )
 def test_bad_nerf_flags_are_refused(argv, message, capsys):
