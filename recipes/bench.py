@@ -32,6 +32,7 @@ from ginr import models, presets
 from ginr.data import is_views, signal_shape
 from ginr.inference import novel_views
 from ginr.module import ParamsModule
+from ginr.train import setup
 from ginr.train.logger import table
 from ginr.train.objective import objective_for
 
@@ -151,7 +152,7 @@ def bench_row(
     module = ParamsModule(model, model.init(torch.Generator().manual_seed(0)), objective=objective).to(device)
     if args.compile:
         module.objective = torch.compile(objective)
-    optimizer = torch.optim.Adam(module.parameters(), lr=config.optim.lr)
+    optimizer = setup.adam(module.parameters(), config.optim)
     if is_views(config.data):
         size, views = config.data.resolution, config.data.support_views
         signal = {"support": random_views(batch, views, size, device), "query": random_views(batch, 1, size, device)}

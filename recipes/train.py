@@ -90,9 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         objective = torch.compile(objective)
     module = ParamsModule(model, params, objective=objective)
     optim = config.optim
-    optimizer = torch.optim.Adam(
-        module.parameters(), lr=optim.lr, betas=optim.betas, eps=optim.eps, weight_decay=optim.weight_decay
-    )
+    optimizer = setup.adam(module.parameters(), optim)
     module, optimizer = accelerator.prepare(module, optimizer)
     holder = accelerator.unwrap_model(module)
     ema = init_ema(named_state(holder)) if train_cfg.ema else None
