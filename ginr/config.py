@@ -274,6 +274,8 @@ class TrainConfig:
     """Seeds the initial weights, the data order and every random draw."""
     cpu: bool = False
     """Train on the CPU even when a GPU is present."""
+    cpu_threads: int | None = None
+    """Threads per process on the CPU; None: the process's share of the CPUs it may use."""
     compile: bool = False
     """Compile the training objective with torch.compile (fused elementwise work, fewer kernel launches; the first
     step pays the compilation). Same function as the plain path (tested)."""
@@ -448,6 +450,12 @@ def validate(config: Config) -> None:
         train.coord_subsample,
     )
     need(train.skip_limit > 0, "--train.skip-limit", "must be > 0", train.skip_limit)
+    need(
+        train.cpu_threads is None or train.cpu_threads > 0,
+        "--train.cpu-threads",
+        "must be > 0 or None",
+        train.cpu_threads,
+    )
     need(data.resolution > 0, "--data.resolution", "must be > 0", data.resolution)
     need(data.sample_rate > 0, "--data.sample-rate", "must be > 0", data.sample_rate)
     need(

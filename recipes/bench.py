@@ -32,6 +32,7 @@ from ginr import models, presets
 from ginr.data import is_views, signal_shape
 from ginr.inference import novel_views
 from ginr.module import ParamsModule
+from ginr.pytree import tree_map
 from ginr.train import setup
 from ginr.train.logger import table
 from ginr.train.objective import objective_for
@@ -97,6 +98,9 @@ class Args:
     """Batch per step; None: 2 on a CPU, 16 (the global batch) on a GPU."""
     precision: Literal["fp32", "tf32", "bf16"] = "fp32"
     """Arithmetic (bf16 = autocast with fp32 weights and fp32 loss)."""
+    accumulation: int = 1
+    """Split each step's batch into this many micro-batches, backward after each (the same gradients, since
+    instances are independent; the memory/speed trade of --train.grad-accumulation)."""
     device: str = "cuda" if torch.cuda.is_available() else "cpu"
     """Device to run on."""
     compile: bool = False
@@ -166,10 +170,20 @@ def bench_row(
     torch.backends.cuda.matmul.allow_tf32 = args.precision == "tf32"
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
 
+    if batch % args.accumulation:
+        raise SystemExit(f"error: --accumulation {args.accumulation} must divide the batch {batch}")
+    micro = batch // args.accumulation
+
+    parts = [
+        tree_map(lambda t, i=i: t[i : i + micro], signal) if isinstance(signal, dict) else signal[i : i + micro]
+        for i in range(0, batch, micro)
+    ]
+
     def step():
-        with autocast:
-            loss = module(signal, epoch=epoch)["loss"]
-        loss.backward()
+        for part in parts:
+            with autocast:
+                loss = module(part, epoch=epoch)["loss"] / args.accumulation
+            loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
@@ -213,6 +227,7 @@ def bench_row(
         "data": label,
         "batch": batch,
         "precision": args.precision + (" compiled" if args.compile else ""),
+        "micro-batches": args.accumulation,
         "step ms": round(seconds * 1000, 1),
         "img/s": batch / seconds,
         "ref img/s": "-" if reference is None else reference,

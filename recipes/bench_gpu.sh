@@ -2,8 +2,8 @@
 # The GPU speed measurement, one command on a GPU machine (about 8 minutes on one H200):
 #   bash recipes/bench_gpu.sh
 # It prints the bench table (img/s, step time, peak memory, GFLOP/img, MFU, the reference's figures beside) at the
-# presets' global batch in fp32, tf32 and bf16, then bf16 with torch.compile for the two headline presets, then the
-# precision protocol's PSNR on the embedded photos. On an offline machine without tyro / datasets / soundfile, put
+# presets' global batch in fp32, tf32 and bf16, then bf16 with torch.compile for the two headline presets, the
+# memory/speed trade of micro-batches, then the precision protocol's PSNR on the embedded photos. On an offline machine without tyro / datasets / soundfile, put
 # their wheels in .whl/ first (recipes/fetch_wheels.sh does it on a machine with network access).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,4 +19,6 @@ for precision in fp32 tf32 bf16; do
 done
 python3 recipes/bench.py --precision bf16 --compile --warmup 3 --steps 10 \
   --only ipc-meta:imagenette178 ipc-transinr:celeba178
+python3 recipes/bench.py --precision bf16 --accumulation 4 --warmup 2 --steps 5 \
+  --only ipc-meta:imagenette178 ipc-meta:ffhq256          # the memory/speed trade of micro-batches
 python3 recipes/compare_precision.py --precisions fp32 tf32 bf16 --steps 120

@@ -30,6 +30,8 @@ def make_accelerator(train: config_lib.TrainConfig) -> Accelerator:
     """
     cpu = train.cpu or not torch.accelerator.is_available()  # a torchrun-started CPU process joins gloo DDP
     accelerator = Accelerator(mixed_precision=MIXED[train.precision], cpu=cpu)
+    if accelerator.device.type == "cpu":
+        torch.set_num_threads(train.cpu_threads or cpu_share())
     allow_tf32 = train.precision == "tf32"
     torch.backends.cuda.matmul.allow_tf32 = allow_tf32
     torch.backends.cudnn.allow_tf32 = allow_tf32
@@ -38,6 +40,13 @@ def make_accelerator(train: config_lib.TrainConfig) -> Accelerator:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return accelerator
+
+
+def cpu_share() -> int:
+    """This process's share of the CPUs it may run on: ``accelerate launch`` sets OMP_NUM_THREADS=1 unless told
+    otherwise, which would leave all but one core idle."""
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return max(1, len(os.sched_getaffinity(0)) // local_processes)
 
 
 def adam(parameters, optim: config_lib.OptimConfig) -> torch.optim.Adam:
