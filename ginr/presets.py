@@ -24,20 +24,8 @@ from ginr.config import (
 )
 from ginr.data.catalog import DATA
 
-DATA_NAMES = (
-    "photos",
-    "celeba178",
-    "ffhq178",
-    "ffhq256",
-    "ffhq512",
-    "ffhq1024",
-    "imagenette178",
-    "librispeech1s",
-    "librispeech3s",
-    "shapenet-cars",
-    "shapenet-chairs",
-    "shapenet-lamps",
-)
+DATA_NAMES = tuple(DATA)
+"""The names users type after ``--data`` (the data catalog's)."""
 
 
 # ---- the reference's per-experiment values --------------------------------------------------------------------------
