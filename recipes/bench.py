@@ -13,7 +13,7 @@ origin (128 random rays per object, 128 points per ray, jittered) and report obj
 and the rate of full 128x128 renders in evaluation (``render img/s``, 1024 rays per object at a time). Warm-up steps
 are excluded and the step time is the median of the timed steps. FLOPs are counted once with
 ``torch.utils.flop_counter.FlopCounterMode``; utilisation is achieved FLOP/s over a matrix-product ceiling measured
-on the same device and precision. Batch defaults: 2 on a CPU, 16 on a GPU (the NeRF references are at 8 and 32).
+on the same device and precision. Batch defaults: 2 on a CPU, the preset's global batch on a GPU (16; 32 for NeRF).
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ class Args:
     only: tuple[str, ...] = TABLE
     """Rows as model:data."""
     batch: int | None = None
-    """Batch per step; None: 2 on a CPU, 16 (the global batch) on a GPU."""
+    """Batch per step; None: 2 on a CPU, the preset's global batch on a GPU (16 for images and audio, 32 for NeRF)."""
     precision: Literal["fp32", "tf32", "bf16"] = "fp32"
     """Arithmetic (bf16 = autocast with fp32 weights and fp32 loss)."""
     accumulation: int = 1
@@ -109,6 +109,8 @@ class Args:
     """Untimed steps first."""
     steps: int = 5
     """Timed steps (median reported)."""
+    profile: int = 0
+    """After timing, profile one step and print its N most expensive operators (0: no profile)."""
 
 
 def matmul_ceiling(device: torch.device, precision: str) -> float:
@@ -148,9 +150,10 @@ def random_views(batch: int, views: int, size: int, device: torch.device) -> dic
 
 
 def bench_row(
-    model_name: str, data: str, views: int | None, batch: int, args: Args, device: torch.device, ceiling: float
+    model_name: str, data: str, views: int | None, args: Args, device: torch.device, ceiling: float
 ) -> dict:
     config = presets.resolve(model_name, data, views)
+    batch = args.batch or (config.train.batch_size if device.type == "cuda" else 2)
     model = models.build(config.model_name, config.model)
     objective = objective_for(config)
     module = ParamsModule(model, model.init(torch.Generator().manual_seed(0)), objective=objective).to(device)
@@ -202,6 +205,8 @@ def bench_row(
         memory = f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB"
     else:
         memory = f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB RSS"
+    if args.profile:
+        print_profile(step, device, args.profile, f"{model_name}:{data} batch {batch} {args.precision}")
     module.objective = objective  # FLOPs are counted on the eager path (compiled kernels are opaque to the counter)
     with FlopCounterMode(display=False) as counter:
         step()
@@ -242,6 +247,19 @@ def bench_row(
     }
 
 
+def print_profile(step, device: torch.device, count: int, title: str) -> None:
+    """One step under torch.profiler: its ``count`` most expensive operators by device (else CPU) time."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as profiler:
+        step()
+        synchronize(device)
+    key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    print(f"profile of one step, {title}:")
+    print(profiler.key_averages().table(sort_by=key, row_limit=count), flush=True)
+
+
 def render_rate(module: ParamsModule, config, signal: dict, autocast, device: torch.device) -> float:
     """Full query views rendered per second (one untimed render first), as evaluation renders them."""
     query = signal["query"]
@@ -259,7 +277,6 @@ def render_rate(module: ParamsModule, config, signal: dict, autocast, device: to
 
 def main(args: Args) -> None:
     device = torch.device(args.device)
-    batch = args.batch or (16 if device.type == "cuda" else 2)
     ceiling = matmul_ceiling(device, args.precision)
     print(
         f"{device.type} ({torch.get_num_threads()} threads), {args.precision} matmul ceiling {ceiling / 1e12:.2f} TFLOP/s"
@@ -267,10 +284,16 @@ def main(args: Args) -> None:
     rows = []
     for entry in args.only:
         model_name, data, *views = entry.split(":")
-        rows.append(bench_row(model_name, data, int(views[0]) if views else None, batch, args, device, ceiling))
+        try:
+            rows.append(bench_row(model_name, data, int(views[0]) if views else None, args, device, ceiling))
+        except torch.OutOfMemoryError as error:  # a row that does not fit is reported, the table goes on
+            rows.append({"model": model_name, "data": entry, "precision": args.precision, "error": str(error)[:80]})
         print(table(rows[-1:], list(rows[-1])), flush=True)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
     columns = list(dict.fromkeys(name for row in rows for name in row))
-    print("\n" + table(rows, columns))
+    print(f"\nsummary: {device.type}, {args.precision}{' compiled' if args.compile else ''}")
+    print(table(rows, columns))
 
 
 if __name__ == "__main__":
