@@ -149,9 +149,7 @@ def random_views(batch: int, views: int, size: int, device: torch.device) -> dic
     }
 
 
-def bench_row(
-    model_name: str, data: str, views: int | None, args: Args, device: torch.device, ceiling: float
-) -> dict:
+def bench_row(model_name: str, data: str, views: int | None, args: Args, device: torch.device, ceiling: float) -> dict:
     config = presets.resolve(model_name, data, views)
     batch = args.batch or (config.train.batch_size if device.type == "cuda" else 2)
     model = models.build(config.model_name, config.model)
