@@ -1,0 +1,43 @@
+"""recipes/bench.py times real training steps and prints one row per preset, its profile and a summary table."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("bench", ROOT / "recipes" / "bench.py")
+bench = sys.modules["bench"] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+
+
+def summary_rows(out: str) -> list[dict[str, str]]:
+    """The summary table (after the ``summary:`` line) as dicts, columns cut where its dashed rule says."""
+    header, rule, *rows = out[out.index("summary:") :].splitlines()[1:]
+    spans = [(match.start(), match.end()) for match in re.finditer(r"-+", rule)]
+    cells = lambda line: [line[start:end].strip() for start, end in spans]  # noqa: E731
+    return [dict(zip(cells(header), cells(row), strict=True)) for row in rows if row.strip()]
+
+
+def test_bench_rows_profile_and_summary(capsys):
+    bench.main(
+        bench.Args(only=("ipc-meta:photos", "transinr:photos"), batch=2, warmup=1, steps=1, profile=3, device="cpu")
+    )
+    out = capsys.readouterr().out
+    assert out.count("profile of one step") == 2 and "aten::" in out
+    rows = summary_rows(out)
+    assert [row["model"] for row in rows] == ["ipc-meta", "transinr"]
+    for row in rows:
+        assert row["batch"] == "2" and float(row["img/s"]) > 0 and float(row["GFLOP/img"]) > 0
+
+
+def test_bench_accumulation_splits_the_batch(capsys):
+    bench.main(bench.Args(only=("ipc-meta:photos",), batch=4, accumulation=2, warmup=0, steps=1, device="cpu"))
+    (row,) = summary_rows(capsys.readouterr().out)
+    assert row["micro-batches"] == "2" and row["batch"] == "4"
+    # splitting costs a little more work per image (the shared prefix is computed once per micro-batch), never less
+    bench.main(bench.Args(only=("ipc-meta:photos",), batch=4, warmup=0, steps=1, device="cpu"))
+    (whole,) = summary_rows(capsys.readouterr().out)
+    assert 1.0 < float(row["GFLOP/img"]) / float(whole["GFLOP/img"]) < 1.2
