@@ -19,7 +19,7 @@ from ginr.data import EvalBatchSampler, eval_dataset, make_loader, train_dataset
 from ginr.inference import novel_views
 from ginr.models import build
 from ginr.nn import tokenizers
-from ginr.pytree import batch_size, batch_slice, leaves, to_device
+from ginr.pytree import batch_size, batch_slice, flatten, leaves, to_device
 from ginr.train import objective as objectives
 from ginr.train.evaluate import evaluate_config, evaluate_views
 
@@ -218,6 +218,24 @@ def test_views_objective_matches_a_per_ray_loop(tiny, monkeypatch):
     assert torch.allclose(out["mse"].double(), expected, rtol=1e-4)
     assert torch.allclose(out["loss"], out["mse"].mean()) and out["loss"].requires_grad
     assert torch.allclose(out["psnr"], -10 * torch.log10(out["mse"]))
+
+
+def test_compiled_views_objective_equals_the_plain_one(tiny, monkeypatch):
+    """--train.compile on a NeRF run: the compiled objective (encode, ray gather, rendering, loss) gives the plain
+    one's loss and gradients (rays fixed and no jitter, since compiled kernels draw random numbers their own way)."""
+    config, model, params, batch = tiny
+    config = dataclasses.replace(config, render=dataclasses.replace(config.render, jitter=False))
+    index = torch.stack([torch.randperm(256, generator=torch.Generator().manual_seed(b))[:32] for b in range(3)])
+    monkeypatch.setattr(render, "random_rays", lambda n, count, b, device=None: index)
+    objective = objectives.objective_for(config)
+    trainable = [leaf for leaf in flatten(params).values() if leaf.requires_grad]
+    results = []
+    for function in (objective, torch.compile(objective)):
+        loss = function(model, params, batch, epoch=2)["loss"]
+        results.append((loss, torch.cat([g.flatten() for g in torch.autograd.grad(loss, trainable)])))
+    (loss, grads), (compiled_loss, compiled_grads) = results
+    assert torch.allclose(loss, compiled_loss, rtol=1e-5, atol=0)
+    assert (grads - compiled_grads).norm() <= 1e-5 * grads.norm() and grads.norm() > 0
 
 
 def test_foreground_first_rays_in_the_first_epochs_only(tiny, monkeypatch):
