@@ -105,6 +105,8 @@ class Args:
     """Device to run on."""
     compile: bool = False
     """Compile the objective with torch.compile (compilation happens in the warm-up steps)."""
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
+    """torch.compile's mode with --compile ('reduce-overhead' and 'max-autotune' replay CUDA graphs on a GPU)."""
     warmup: int = 2
     """Untimed steps first."""
     steps: int = 5
@@ -156,7 +158,7 @@ def bench_row(model_name: str, data: str, views: int | None, args: Args, device:
     objective = objective_for(config)
     module = ParamsModule(model, model.init(torch.Generator().manual_seed(0)), objective=objective).to(device)
     if args.compile:
-        module.objective = torch.compile(objective)
+        module.objective = torch.compile(objective, mode=args.compile_mode)
     optimizer = setup.adam(module.parameters(), config.optim)
     if is_views(config.data):
         size, views = config.data.resolution, config.data.support_views
@@ -229,7 +231,7 @@ def bench_row(model_name: str, data: str, views: int | None, args: Args, device:
         "model": model_name,
         "data": label,
         "batch": batch,
-        "precision": args.precision + (" compiled" if args.compile else ""),
+        "precision": args.precision + (f" compiled ({args.compile_mode})" if args.compile else ""),
         "micro-batches": args.accumulation,
         "step ms": round(seconds * 1000, 1),
         "img/s": batch / seconds,
@@ -290,7 +292,7 @@ def main(args: Args) -> None:
         if device.type == "cuda":
             torch.cuda.empty_cache()
     columns = list(dict.fromkeys(name for row in rows for name in row))
-    print(f"\nsummary: {device.type}, {args.precision}{' compiled' if args.compile else ''}")
+    print(f"\nsummary: {device.type}, {args.precision}{f' compiled ({args.compile_mode})' if args.compile else ''}")
     print(table(rows, columns))
 
 

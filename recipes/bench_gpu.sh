@@ -2,10 +2,11 @@
 # The GPU speed measurement, one command on a GPU machine (about 8 minutes on one H200):
 #   bash recipes/bench_gpu.sh [LOG_DIR]
 # It prints the bench table (img/s, step time, peak memory, GFLOP/img, MFU, the reference's figures beside) at the
-# presets' global batch in fp32 (with a profile of each row's most expensive operators), bf16 and tf32, the
-# precision protocol's PSNR on the embedded photos, bf16 with torch.compile for the two headline presets, and the
-# memory/speed trade of micro-batches. Each part has its own time limit and a failed part does not stop the others;
-# every part's output is also written to LOG_DIR (default: $OUT where set, else runs/bench_gpu).
+# presets' global batch in fp32 (with a profile of each row's most expensive operators), bf16 and tf32, the precision
+# protocol's PSNR on the embedded photos, bf16 with torch.compile (plain, then replayed as CUDA graphs) for the two
+# headline presets, and the memory/speed trade of micro-batches. Each part has its own time limit and a failed part
+# does not stop the others; every part's output is also written to LOG_DIR (default: $OUT where set, else
+# runs/bench_gpu).
 # On an offline machine without tyro / datasets / soundfile, put their wheels in .whl/ first
 # (recipes/fetch_wheels.sh does it on a machine with network access; .whl/backup/ holds pyarrow and fsspec wheels,
 # installed only when the machine's own are too old for datasets).
@@ -37,15 +38,17 @@ part() {  # part NAME SECONDS COMMAND...: run one part under its own limit, log 
   timeout "$seconds" "$@" 2>&1 | tee "$log_dir/$name.log"
   echo "=== $name: exit ${PIPESTATUS[0]} after $((SECONDS - tick)) s"
 }
-part fp32 150 python3 recipes/bench.py --precision fp32 --warmup 3 --steps 10 --profile 12
-part bf16 100 python3 recipes/bench.py --precision bf16 --warmup 3 --steps 10
-part tf32 90 python3 recipes/bench.py --precision tf32 --warmup 3 --steps 10
-part precision 130 python3 recipes/compare_precision.py --precisions fp32 tf32 bf16 --steps 120
-part compile 90 python3 recipes/bench.py --precision bf16 --compile --warmup 3 --steps 10 \
+part fp32 140 python3 recipes/bench.py --precision fp32 --warmup 3 --steps 10 --profile 12
+part bf16 90 python3 recipes/bench.py --precision bf16 --warmup 3 --steps 10
+part tf32 80 python3 recipes/bench.py --precision tf32 --warmup 3 --steps 10
+part precision 120 python3 recipes/compare_precision.py --precisions fp32 tf32 bf16 --steps 120
+part compile 80 python3 recipes/bench.py --precision bf16 --compile --warmup 3 --steps 10 \
   --only ipc-meta:imagenette178 ipc-transinr:celeba178
+part graphs 80 python3 recipes/bench.py --precision bf16 --compile --compile-mode reduce-overhead --warmup 3 \
+  --steps 10 --only ipc-meta:imagenette178 ipc-transinr:celeba178      # compiled and replayed as CUDA graphs
 part accumulation 45 python3 recipes/bench.py --precision bf16 --accumulation 4 --warmup 2 --steps 5 \
   --only ipc-meta:imagenette178 ipc-meta:ffhq256
-for name in fp32 bf16 tf32 compile accumulation; do  # the tables again, together at the end
+for name in fp32 bf16 tf32 compile graphs accumulation; do  # the tables again, together at the end
   echo "--- $name"
   awk '/^summary:/{table=1} table' "$log_dir/$name.log" 2>/dev/null
 done
