@@ -23,7 +23,6 @@ if ! python3 -c "import tyro, datasets, soundfile" 2>/dev/null; then
   export PYTHONPATH="$PYTHONPATH:/tmp/ginr-site"
   if ! python3 -c "import datasets" 2>/dev/null && [ -d .whl/backup ]; then
     install_wheels .whl/backup/*.whl
-    export PYTHONPATH="/tmp/ginr-site:$PWD"
   fi
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,power.limit --format=csv,noheader || true

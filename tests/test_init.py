@@ -12,6 +12,7 @@ import math
 
 import pytest
 import torch
+from test_hyponet import PRESET_SHAPES
 
 from ginr.config import FourierConfig, HyponetConfig
 from ginr.nn import fourier, hyponet, init
@@ -128,15 +129,7 @@ def test_init_block_is_deterministic_given_the_generator():
 # hyponet.init per layer
 # ----------------------------------------------------------------------------------------------------------------------
 
-IMAGE = HyponetConfig(fourier=FourierConfig(sigma=64, dim=128))
-AUDIO = HyponetConfig(input_dim=1, output_dim=1, output_bias=0.0, fourier=FourierConfig(sigma=1024, dim=2048))
-NERF = HyponetConfig(
-    n_layer=6,
-    input_dim=3,
-    output_dim=4,
-    output_bias=0.0,
-    fourier=FourierConfig(type="deterministic_transinr_nerf", sigma=8, dim=60),
-)
+IMAGE, AUDIO, NERF = PRESET_SHAPES["image"], PRESET_SHAPES["audio"], PRESET_SHAPES["nerf"]
 
 
 def test_shipped_defaults():
