@@ -11,7 +11,8 @@ training options (coordinate subsampling and noise), on random signals of the pr
 needed. NeRF rows (``model:shapenet-<category>[:views]``) train on random 128-px views seen from cameras around the
 origin (128 random rays per object, 128 points per ray, jittered) and report objects/s (in the img/s column), rays/s
 and the rate of full 128x128 renders in evaluation (``render img/s``, 1024 rays per object at a time). Warm-up steps
-are excluded and the step time is the median of the timed steps. FLOPs are counted once with
+are excluded from the times (the step time is the median of the timed steps) but not from the peak memory (CUDA
+graphs allocate their pool while warming up). FLOPs are counted once with
 ``torch.utils.flop_counter.FlopCounterMode``; utilisation is achieved FLOP/s over a matrix-product ceiling measured
 on the same device and precision. Batch defaults: 2 on a CPU, the preset's global batch on a GPU (16; 32 for NeRF).
 """
@@ -190,11 +191,11 @@ def bench_row(model_name: str, data: str, views: int | None, args: Args, device:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
+    if device.type == "cuda":  # the peak from here on: weights, Adam state and every step's work, warm-up included
+        torch.cuda.reset_peak_memory_stats()  # (CUDA graphs allocate their memory pool while warming up)
     for _ in range(args.warmup):
         step()
     synchronize(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
     times = []
     for _ in range(args.steps):
         tick = time.perf_counter()

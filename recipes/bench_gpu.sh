@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The GPU speed measurement, one command on a GPU machine (about 8 minutes on one H200):
-#   bash recipes/bench_gpu.sh [LOG_DIR]
+#   bash recipes/bench_gpu.sh [LOG_DIR [PART ...]]     # PART: fp32 bf16 tf32 precision compile graphs autotune
+#                                                      #   accumulation (default: all but autotune)
 # It prints the bench table (img/s, step time, peak memory, GFLOP/img, MFU, the reference's figures beside) at the
 # presets' global batch in fp32 (with a profile of each row's most expensive operators), bf16 and tf32, the precision
-# protocol's PSNR on the embedded photos, bf16 with torch.compile (plain, then replayed as CUDA graphs) for the two
-# headline presets, and the memory/speed trade of micro-batches. Each part has its own time limit and a failed part
+# protocol's PSNR trajectory on the embedded photos, bf16 with torch.compile (plain for the two headline presets,
+# replayed as CUDA graphs for every preset issue 7 sets a target for; with GEMM autotuning as the optional part
+# "autotune"), and the memory/speed trade of micro-batches. Each part has its own time limit and a failed part
 # does not stop the others; every part's output is also written to LOG_DIR (default: $OUT where set, else
 # runs/bench_gpu).
 # On an offline machine without tyro / datasets / soundfile, put their wheels in .whl/ first
@@ -13,6 +15,10 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 log_dir="${1:-${OUT:-runs/bench_gpu}}"
+known=" fp32 bf16 tf32 precision compile graphs autotune accumulation "
+for name in "${@:2}"; do
+  [[ "$known" == *" $name "* ]] || { echo "bench_gpu.sh: unknown part '$name'; choose from:$known"; exit 2; }
+done
 mkdir -p "$log_dir"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 install_wheels() {
@@ -37,18 +43,32 @@ part() {  # part NAME SECONDS COMMAND...: run one part under its own limit, log 
   timeout "$seconds" "$@" 2>&1 | tee "$log_dir/$name.log"
   echo "=== $name: exit ${PIPESTATUS[0]} after $((SECONDS - tick)) s"
 }
-part fp32 140 python3 recipes/bench.py --precision fp32 --warmup 3 --steps 10 --profile 12
-part bf16 90 python3 recipes/bench.py --precision bf16 --warmup 3 --steps 10
-part tf32 80 python3 recipes/bench.py --precision tf32 --warmup 3 --steps 10
-part precision 120 python3 recipes/compare_precision.py --precisions fp32 tf32 bf16 --steps 120
-part compile 80 python3 recipes/bench.py --precision bf16 --compile --warmup 3 --steps 10 \
-  --only ipc-meta:imagenette178 ipc-transinr:celeba178
-part graphs 80 python3 recipes/bench.py --precision bf16 --compile --compile-mode reduce-overhead --warmup 3 \
-  --steps 10 --only ipc-meta:imagenette178 ipc-transinr:celeba178      # compiled and replayed as CUDA graphs
-part accumulation 45 python3 recipes/bench.py --precision bf16 --accumulation 4 --warmup 2 --steps 5 \
-  --only ipc-meta:imagenette178 ipc-meta:ffhq256
-for name in fp32 bf16 tf32 compile graphs accumulation; do  # the tables again, together at the end
+targets="ipc-meta:imagenette178 ipc-meta:ffhq256 ipc-transinr:celeba178 ipc-transinr:librispeech1s \
+ipc-transinr:shapenet-cars"  # the rows issue 7 sets a target for
+run_part() {  # one part of the measurement by name
+  case "$1" in
+    fp32) part fp32 130 python3 recipes/bench.py --precision fp32 --warmup 3 --steps 10 --profile 12 ;;
+    bf16) part bf16 80 python3 recipes/bench.py --precision bf16 --warmup 3 --steps 10 ;;
+    tf32) part tf32 60 python3 recipes/bench.py --precision tf32 --warmup 3 --steps 10 ;;
+    precision) part precision 130 python3 recipes/compare_precision.py --precisions fp32 tf32 bf16 --steps 400 ;;
+    compile) part compile 75 python3 recipes/bench.py --precision bf16 --compile --warmup 3 --steps 10 \
+      --only ipc-meta:imagenette178 ipc-transinr:celeba178 ;;
+    graphs) part graphs 170 python3 recipes/bench.py --precision bf16 --compile --compile-mode reduce-overhead \
+      --warmup 3 --steps 10 --only $targets ;;  # compiled and replayed as CUDA graphs
+    autotune) part autotune 130 python3 recipes/bench.py --precision bf16 --compile --compile-mode max-autotune \
+      --warmup 3 --steps 10 --only ipc-transinr:celeba178 ;;  # GEMM autotuning and fused epilogues (slow compile)
+    accumulation) part accumulation 40 python3 recipes/bench.py --precision bf16 --accumulation 4 --warmup 2 \
+      --steps 5 --only ipc-meta:imagenette178 ipc-meta:ffhq256 ;;
+  esac
+}
+parts=("${@:2}")
+[ ${#parts[@]} -gt 0 ] || parts=(fp32 bf16 tf32 precision compile graphs accumulation)
+for name in "${parts[@]}"; do run_part "$name"; done
+for name in "${parts[@]}"; do  # the tables again, together at the end
   echo "--- $name"
-  awk '/^summary:/{table=1} table' "$log_dir/$name.log" 2>/dev/null
+  if [ "$name" = precision ]; then
+    awk '/steps from the same weights/{table=1} table' "$log_dir/$name.log" 2>/dev/null
+  else
+    awk '/^summary:/{table=1} table' "$log_dir/$name.log" 2>/dev/null
+  fi
 done
-tail -n 6 "$log_dir/precision.log" 2>/dev/null

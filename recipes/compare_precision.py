@@ -53,19 +53,42 @@ def run(args: Args, precision: str, out_dir: Path) -> dict:
     tick = time.perf_counter()
     subprocess.run(command, check=True)
     history = json.loads((out_dir / precision / "eval_metrics.json").read_text())
-    return {
-        "precision": precision,
-        "steps": args.steps,
-        "psnr": history[-1]["psnr"],
-        "run s": time.perf_counter() - tick,
-    }
+    history = [entry for entry in history if entry["weights"] == "raw"]  # not an EMA's (--train.ema)
+    return {"precision": precision, "steps": args.steps, "run s": time.perf_counter() - tick, "history": history}
+
+
+def trajectory(rows: list[dict]) -> list[dict]:
+    """Each run's final held-out PSNR, its mean over the later half of the evaluations (less sensitive to where one
+    step lands in a noisy curve) and the differences from the first run's, including the largest gap at any
+    evaluation both made."""
+
+    def late_mean(history):
+        late = history[len(history) // 2 :]
+        return sum(entry["psnr"] for entry in late) / len(late)
+
+    base = rows[0]
+    base_psnr = {entry["step"]: entry["psnr"] for entry in base["history"]}
+    summary = []
+    for row in rows:
+        history = row["history"]
+        gaps = [entry["psnr"] - base_psnr[entry["step"]] for entry in history if entry["step"] in base_psnr]
+        summary.append({
+            "precision": row["precision"],
+            "steps": row["steps"],
+            "evals": len(history),
+            "psnr": history[-1]["psnr"],
+            "late mean psnr": late_mean(history),
+            f"vs {base['precision']}": f"{history[-1]['psnr'] - base['history'][-1]['psnr']:+.3f} dB",
+            "late mean vs": f"{late_mean(history) - late_mean(base['history']):+.3f} dB",
+            "largest gap": f"{max(gaps, key=abs):+.3f} dB",
+            "run s": row["run s"],
+        })  # fmt: skip
+    return summary
 
 
 def main(args: Args) -> None:
     out_dir = Path(args.out_dir or tempfile.mkdtemp(prefix="ginr-precision-"))
-    rows = [run(args, precision, out_dir) for precision in args.precisions]
-    for row in rows:
-        row["vs " + rows[0]["precision"]] = f"{row['psnr'] - rows[0]['psnr']:+.3f} dB"
+    rows = trajectory([run(args, precision, out_dir) for precision in args.precisions])
     print(f"\n{args.model} on {args.data}, {args.steps} steps from the same weights and data order:")
     print(table(rows, list(rows[0])))
 

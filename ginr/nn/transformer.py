@@ -69,7 +69,11 @@ def attention(params: dict, config: TransformerConfig, x: torch.Tensor, training
     def split(t):
         return t.view(batch, length, heads, width // heads).transpose(1, 2)
 
-    q, k, v = (split(linear(params[name], x)) for name in ("query", "key", "value"))
+    # one matrix product for the three projections (the same function; one wide GEMM is faster on a GPU)
+    names = ("query", "key", "value")
+    weight = torch.cat([params[name]["weight"] for name in names])
+    bias = torch.cat([params[name]["bias"] for name in names])
+    q, k, v = (split(t) for t in F.linear(x, weight, bias).split(width, dim=-1))
     out = F.scaled_dot_product_attention(q, k, v, dropout_p=config.attn_dropout if training else 0.0)
     return linear(params["proj"], out.transpose(1, 2).reshape(batch, length, width))
 
