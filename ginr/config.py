@@ -18,7 +18,8 @@ import tyro
 FourierType = Literal["deterministic_transinr", "deterministic_transinr_nerf", "random_gaussian"]
 Activation = Literal["relu", "siren", "silu"]
 InitScheme = Literal["normal", "kaiming_uniform", "uniform_fan_in", "zero", "siren"]
-Precision = Literal["fp32", "tf32", "bf16", "fp16"]
+Precision = Literal["auto", "fp32", "tf32", "bf16", "fp16"]
+CompileMode = Literal["auto", "off", "default", "reduce-overhead", "max-autotune"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -266,8 +267,10 @@ class TrainConfig:
     """Log training scalars every this many optimizer steps."""
     eval_batch_size: int | None = None
     """Global evaluation batch; None uses batch_size."""
-    precision: Precision = "fp32"
-    """Arithmetic: fp32 (TF32 off, the reference's), tf32 matmuls, or bf16/fp16 autocast with fp32 master weights."""
+    precision: Precision = "auto"
+    """Arithmetic: fp32 (TF32 off, the reference's), tf32 matmuls, or bf16/fp16 autocast with fp32 master weights;
+    auto: bf16 on a CUDA GPU that has it (the precision protocol's measurement: README "Precision"), else fp32.
+    The run's config.json records the choice made."""
     ema: float | None = None
     """Keep an exponential moving average of the weights with this decay (warmed up as (1+s)/(10+s)); None: off."""
     seed: int = 0
@@ -276,9 +279,10 @@ class TrainConfig:
     """Train on the CPU even when a GPU is present."""
     cpu_threads: int | None = None
     """Threads per process on the CPU; None: the process's share of the CPUs it may use."""
-    compile: bool = False
-    """Compile the training objective with torch.compile (fused elementwise work, fewer kernel launches; the first
-    step pays the compilation). Same function as the plain path (tested)."""
+    compile: CompileMode = "auto"
+    """torch.compile the training objective in this mode (fused elementwise work, fewer kernel launches; the first
+    steps pay the compilation; 'reduce-overhead' also replays CUDA graphs) or 'off'. Same function as the plain path
+    (tested). auto: 'default' on a CUDA GPU, 'off' elsewhere (it does not pay on a CPU: README "Benchmarks")."""
     init_from: tyro.conf.Suppress[str | None] = None
     """Model folder or Hub repo id the weights started from (set by --init-from)."""
     init_revision: tyro.conf.Suppress[str | None] = None

@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
 # The GPU speed measurement, one command on a GPU machine (about 8 minutes on one H200):
-#   bash recipes/bench_gpu.sh [LOG_DIR [PART ...]]     # PART: fp32 bf16 tf32 precision compile graphs autotune
-#                                                      #   accumulation (default: all but autotune)
+#   bash recipes/bench_gpu.sh [LOG_DIR [PART ...]]     # PART: fp32 bf16 tf32 precision compile graphs
+#                                                      #   accumulation (default: all of them)
 # It prints the bench table (img/s, step time, peak memory, GFLOP/img, MFU, the reference's figures beside) at the
 # presets' global batch in fp32 (with a profile of each row's most expensive operators), bf16 and tf32, the precision
 # protocol's PSNR trajectory on the embedded photos, bf16 with torch.compile (plain for the two headline presets,
-# replayed as CUDA graphs for every preset issue 7 sets a target for; with GEMM autotuning as the optional part
-# "autotune"), and the memory/speed trade of micro-batches. Each part has its own time limit and a failed part
+# replayed as CUDA graphs for every preset issue 7 sets a target for), and the memory/speed trade of micro-batches. Each part has its own time limit and a failed part
 # does not stop the others; every part's output is also written to LOG_DIR (default: $OUT where set, else
 # runs/bench_gpu).
 # On an offline machine without tyro / datasets / soundfile, put their wheels in .whl/ first
@@ -15,7 +14,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 log_dir="${1:-${OUT:-runs/bench_gpu}}"
-known=" fp32 bf16 tf32 precision compile graphs autotune accumulation "
+known=" fp32 bf16 tf32 precision compile graphs accumulation "
 for name in "${@:2}"; do
   [[ "$known" == *" $name "* ]] || { echo "bench_gpu.sh: unknown part '$name'; choose from:$known"; exit 2; }
 done
@@ -55,8 +54,6 @@ run_part() {  # one part of the measurement by name
       --only ipc-meta:imagenette178 ipc-transinr:celeba178 ;;
     graphs) part graphs 170 python3 recipes/bench.py --precision bf16 --compile --compile-mode reduce-overhead \
       --warmup 3 --steps 10 --only $targets ;;  # compiled and replayed as CUDA graphs
-    autotune) part autotune 130 python3 recipes/bench.py --precision bf16 --compile --compile-mode max-autotune \
-      --warmup 3 --steps 10 --only ipc-transinr:celeba178 ;;  # GEMM autotuning and fused epilogues (slow compile)
     accumulation) part accumulation 40 python3 recipes/bench.py --precision bf16 --accumulation 4 --warmup 2 \
       --steps 5 --only ipc-meta:imagenette178 ipc-meta:ffhq256 ;;
   esac

@@ -11,6 +11,7 @@ written to.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import sys
@@ -44,6 +45,7 @@ def named_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def main(argv: list[str] | None = None) -> None:
     config, resume = cli.parse_train_args(argv)
+    config = dataclasses.replace(config, train=setup.resolve_auto(config.train))
     accelerator = setup.make_accelerator(config.train)
     train_cfg = config.train
     try:
@@ -86,8 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     else:
         params = model.init(torch.Generator().manual_seed(train_cfg.seed))
     objective = objective_for(config)
-    if train_cfg.compile:
-        objective = torch.compile(objective)
+    if train_cfg.compile != "off":  # one graph per shape (dynamic shapes gain nothing at a fixed batch)
+        objective = torch.compile(objective, mode=train_cfg.compile, dynamic=False)
     module = ParamsModule(model, params, objective=objective)
     optim = config.optim
     optimizer = setup.adam(module.parameters(), optim)
@@ -117,7 +119,9 @@ def main(argv: list[str] | None = None) -> None:
         accelerator,
         f"{config.model_name} on {config.data_name}: {n_params / 1e6:.3f} M parameters, {len(train_set)} train / "
         f"{len(eval_set)} eval instances, global batch {plan.global_batch} = {plan.micro_batch} x "
-        f"{plan.num_processes} process(es) x {plan.accumulation}, {steps_per_epoch} steps/epoch, {total_steps} steps",
+        f"{plan.num_processes} process(es) x {plan.accumulation}, {steps_per_epoch} steps/epoch, {total_steps} steps, "
+        f"{train_cfg.precision}{'' if train_cfg.compile == 'off' else f', compiled ({train_cfg.compile})'} on "
+        f"{accelerator.device.type}",
     )
 
     def run_eval(at_step: int, final: bool = False) -> None:

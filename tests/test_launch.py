@@ -65,7 +65,11 @@ def test_train_writes_checkpoints_events_and_the_eval_table(tmp_path, image_fold
         manifest = json.loads((run / "checkpoints" / f"step-{step:08d}" / "manifest.json").read_text())
         assert manifest["step"] == step and "model/model.safetensors" in manifest["files"]
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
-    assert json.loads((run / "config.json").read_text())["model_name"] == "ipc-meta"
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["model_name"] == "ipc-meta"
+    # "auto" precision and compile are recorded as what this (CPU) machine ran, so a resume elsewhere keeps them
+    assert (saved["train"]["precision"], saved["train"]["compile"]) == ("fp32", "off")
+    assert "fp32 on cpu" in result.stdout + result.stderr
     history = json.loads((run / "eval_metrics.json").read_text())
     assert [row["step"] for row in history] == [0, 4, 8] and all(row["count"] == 4 for row in history)
     assert "evaluation on the held-out split" in result.stdout + result.stderr
@@ -89,6 +93,16 @@ def whole_run(tmp_path_factory, image_folder) -> Path:
     out = tmp_path_factory.mktemp("whole")
     launch([*tiny_train_flags(image_folder, out, "whole"), *EXTRAS])
     return out / "whole"
+
+
+def test_compiled_training_run_follows_the_eager_one(tmp_path, image_folder):
+    """--train.compile default (what 'auto' picks on a GPU) through the recipe: the same evaluations as eager."""
+    psnr = {}
+    for mode in ("off", "default"):
+        launch([*tiny_train_flags(image_folder, tmp_path, mode), "--train.compile", mode])
+        psnr[mode] = [row["psnr"] for row in json.loads((tmp_path / mode / "eval_metrics.json").read_text())]
+    assert len(psnr["off"]) == 3
+    assert psnr["default"] == pytest.approx(psnr["off"], abs=1e-3)
 
 
 def assert_same_checkpoints(expected: Path, found: Path, step: int, rel: float = 0.0) -> None:

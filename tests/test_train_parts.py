@@ -12,6 +12,7 @@ from ginr import presets
 from ginr.models import build
 from ginr.module import ParamsModule
 from ginr.pytree import flatten
+from ginr.train import setup
 from ginr.train.ema import init_ema, update_ema
 from ginr.train.objective import reconstruction_objective
 
@@ -60,3 +61,28 @@ def test_holder_exposes_the_pytree_as_parameters_and_buffers():
     assert tree["factors"]["init"]["1"] is module.factors.init.get_parameter("1")
     with pytest.raises(RuntimeError, match="without an objective"):
         module(torch.rand(1, 8, 8, 3))
+
+
+@pytest.mark.parametrize(
+    "cuda, bf16, cpu_flag, expected",
+    [
+        (True, True, False, ("bf16", "default")),  # a GPU with bf16: the measured fast setting
+        (True, False, False, ("fp32", "off")),  # a GPU without bf16 (pre-Ampere)
+        (True, True, True, ("fp32", "off")),  # --train.cpu on a GPU machine
+        (False, False, False, ("fp32", "off")),  # a CPU machine
+    ],
+)
+def test_auto_precision_and_compile_follow_the_machine(monkeypatch, cuda, bf16, cpu_flag, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: bf16)
+    train = dataclasses.replace(presets.resolve("ipc-meta", "photos").train, cpu=cpu_flag)
+    assert (train.precision, train.compile) == ("auto", "auto")
+    resolved = setup.resolve_auto(train)
+    assert (resolved.precision, resolved.compile) == expected
+
+
+def test_explicit_precision_and_compile_are_kept(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    train = dataclasses.replace(presets.resolve("ipc-meta", "photos").train, precision="fp32", compile="off")
+    assert setup.resolve_auto(train) == train

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 import random
@@ -21,8 +22,21 @@ RUN_OUTPUTS = ("checkpoints", "tensorboard", "eval_metrics.json", CONFIG)
 """What a run writes into its folder; ``--train.overwrite`` deletes these and nothing else."""
 
 
+def resolve_auto(train: config_lib.TrainConfig) -> config_lib.TrainConfig:
+    """``train`` with ``precision`` and ``compile`` 'auto' made concrete for this machine: bf16 autocast and a
+    compiled objective on a CUDA GPU that has bf16 (where they measured 10x the reference's throughput with its PSNR
+    trajectory, README "Benchmarks"), fp32 and eager elsewhere (bf16 is ~25x slower than fp32 on CPUs without bf16
+    matrix units, and compiling did not pay on them)."""
+    gpu = not train.cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if train.precision == "auto":
+        train = dataclasses.replace(train, precision="bf16" if gpu else "fp32")
+    if train.compile == "auto":
+        train = dataclasses.replace(train, compile="default" if gpu else "off")
+    return train
+
+
 def make_accelerator(train: config_lib.TrainConfig) -> Accelerator:
-    """An Accelerator for ``train.precision``; TF32 matmuls only for ``tf32`` (fp32 is the reference's arithmetic).
+    """An Accelerator for ``train.precision`` (made concrete by :func:`resolve_auto`); TF32 matmuls only for ``tf32`` (fp32 is the reference's arithmetic).
     Without an accelerator (or with ``train.cpu``) it runs on the CPU, several processes over gloo.
 
     Every process seeds torch, numpy and Python with ``seed + process index`` (weights and data order are seeded
