@@ -36,7 +36,7 @@ from ginr.module import ParamsModule
 from ginr.pytree import tree_map
 from ginr.train import setup
 from ginr.train.logger import table
-from ginr.train.objective import objective_for
+from ginr.train.objective import compiled, objective_for
 
 TABLE = (
     "ipc-meta:imagenette178",
@@ -159,7 +159,7 @@ def bench_row(model_name: str, data: str, views: int | None, args: Args, device:
     objective = objective_for(config)
     module = ParamsModule(model, model.init(torch.Generator().manual_seed(0)), objective=objective).to(device)
     if args.compile:
-        module.objective = torch.compile(objective, mode=args.compile_mode, dynamic=False)
+        module.objective = compiled(objective, args.compile_mode)
     optimizer = setup.adam(module.parameters(), config.optim)
     if is_views(config.data):
         size, views = config.data.resolution, config.data.support_views

@@ -59,7 +59,7 @@ run_part() {  # one part of the measurement by name
   esac
 }
 parts=("${@:2}")
-[ ${#parts[@]} -gt 0 ] || parts=(fp32 bf16 tf32 precision compile graphs accumulation)
+[ ${#parts[@]} -gt 0 ] || read -r -a parts <<< "$known"  # default: every part, in this order
 for name in "${parts[@]}"; do run_part "$name"; done
 for name in "${parts[@]}"; do  # the tables again, together at the end
   echo "--- $name"

@@ -29,7 +29,7 @@ from ginr.train.checkpoint import CheckpointError
 from ginr.train.ema import init_ema, update_ema
 from ginr.train.evaluate import evaluate_config
 from ginr.train.logger import RunLogger, table
-from ginr.train.objective import objective_for
+from ginr.train.objective import compiled, objective_for
 from ginr.train.step import NonFiniteError, NonFiniteGuard, train_step
 
 
@@ -88,8 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     else:
         params = model.init(torch.Generator().manual_seed(train_cfg.seed))
     objective = objective_for(config)
-    if train_cfg.compile != "off":  # one graph per shape (dynamic shapes gain nothing at a fixed batch)
-        objective = torch.compile(objective, mode=train_cfg.compile, dynamic=False)
+    if train_cfg.compile != "off":
+        objective = compiled(objective, train_cfg.compile)
     module = ParamsModule(model, params, objective=objective)
     optim = config.optim
     optimizer = setup.adam(module.parameters(), optim)

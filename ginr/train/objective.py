@@ -132,3 +132,9 @@ def objective_for(config: Config) -> Callable[..., dict[str, torch.Tensor]]:
         coord_noise=config.train.coord_noise,
         coord_subsample=config.train.coord_subsample,
     )
+
+
+def compiled(objective: Callable[..., dict[str, torch.Tensor]], mode: str) -> Callable[..., dict[str, torch.Tensor]]:
+    """``objective`` through torch.compile in ``mode`` with one graph per input shape: the batch is fixed, so dynamic
+    shapes gain nothing, and on torch 2.11 re-tracing the second-order objective with them failed in Inductor."""
+    return torch.compile(objective, mode=mode, dynamic=False)
