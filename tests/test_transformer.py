@@ -12,6 +12,8 @@ import math
 
 import pytest
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
 
 from ginr.config import TransformerConfig
 from ginr.nn import transformer
@@ -107,6 +109,52 @@ def test_forward_matches_explicit_math_and_gradients(gelu, n_layer, n_head):
     expected_grads = torch.autograd.grad((expected * weights).sum(), leaves)
     for name, a, b in zip(["x", *trainable(params)], grads, expected_grads):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=name)
+
+
+@pytest.mark.parametrize("n_layer, keep", [(1, 1), (2, 3), (3, 7)])
+def test_keep_last_equals_the_slice_of_the_full_pass_with_gradients(n_layer, keep):
+    """The hypernetworks' fast path: only the last ``keep`` tokens leave the stack, the last block computing queries,
+    projection and MLP for those rows alone. Values and gradients (to the input and every weight) are the explicit
+    math's, sliced."""
+    config = dataclasses.replace(SMALL, n_layer=n_layer, resid_dropout=0.0)
+    params = randomize(transformer.init(config, torch.Generator().manual_seed(0)), seed=1)
+    x = torch.randn(3, 7, 16, dtype=torch.float64, requires_grad=True)
+    for training in (False, True):
+        out = transformer.forward(params, config, x, training=training, keep_last=keep)
+        expected = ref_forward(params, config, x)[:, -keep:]
+        assert out.shape == (3, keep, 16)
+        torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    weights = torch.randn_like(out)
+    leaves = [x, *trainable(params).values()]
+    grads = torch.autograd.grad((out * weights).sum(), leaves)
+    expected_grads = torch.autograd.grad((expected * weights).sum(), leaves)
+    for name, a, b in zip(["x", *trainable(params)], grads, expected_grads):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=name)
+
+
+def test_keep_last_skips_the_work_of_the_dropped_rows():
+    """Fewer FLOPs than the full pass: the last block's query rows, projection and MLP scale with the kept rows."""
+    config = TransformerConfig(embed_dim=32, n_layer=2, n_head=4, mlp_ratio=4)
+    params = tree_map(lambda t: t.detach(), transformer.init(config, torch.Generator().manual_seed(0)))
+    x = torch.randn(2, 40, 32)
+
+    def flops(keep):
+        with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:  # attention as counted matmuls
+            transformer.forward(params, config, x, training=False, keep_last=keep)
+        return counter.get_total_flops()
+
+    full, kept = flops(None), flops(8)
+    # multiply-adds per query row: proj E^2, MLP 8E^2, attention scores and mix 2 L E (the QKV GEMM runs on every row)
+    batch, width, length, saved_rows = 2, 32, 40, 32
+    saved = 2 * batch * saved_rows * (9 * width * width + 2 * length * width)
+    assert full - kept == saved
+
+
+@pytest.mark.parametrize("keep", [0, -1, 8])
+def test_keep_last_out_of_range_is_refused(keep):
+    params = transformer.init(SMALL, torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match=f"keep_last={keep} must be in 1..7"):
+        transformer.forward(params, SMALL, torch.randn(2, 7, 16), training=False, keep_last=keep)
 
 
 def test_gelu_variants_differ_and_match_formulas():

@@ -154,8 +154,8 @@ class HypernetINR:
         tokens = tokenizers.tokenize(config.tokenizer, signal)
         x = transformer.linear(params["tokens"]["linear"], tokens) + params["tokens"]["position"]
         weight_tokens = params["weight_tokens"].expand(x.shape[0], -1, -1)
-        out = transformer.forward(params["transformer"], config.transformer, torch.cat([x, weight_tokens], 1), training)
-        out = out[:, -self.n_weight_tokens :]
+        sequence = torch.cat([x, weight_tokens], 1)
+        out = transformer.forward(params["transformer"], config.transformer, sequence, training, self.n_weight_tokens)
         factors = {}
         for name, (start, stop) in self.token_slices.items():
             head = params["heads"][name]

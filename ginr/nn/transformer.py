@@ -61,36 +61,55 @@ def init(config: TransformerConfig, generator: torch.Generator | None) -> dict:
     return {"blocks": blocks}
 
 
-def attention(params: dict, config: TransformerConfig, x: torch.Tensor, training: bool) -> torch.Tensor:
-    """Bidirectional multi-head attention (head h uses channels [h d, (h+1) d)), through SDPA."""
-    batch, length, width = x.shape
+def attention(params: dict, config: TransformerConfig, x: torch.Tensor, training: bool, rows: slice) -> torch.Tensor:
+    """Bidirectional multi-head attention (head h uses channels [h d, (h+1) d)), through SDPA, for the query tokens
+    ``x[:, rows]`` (keys and values from every token): (B, len(rows), E)."""
+    batch, _, width = x.shape
     heads = config.n_head
 
     def split(t):
-        return t.view(batch, length, heads, width // heads).transpose(1, 2)
+        return t.view(batch, t.shape[1], heads, width // heads).transpose(1, 2)
 
     # one matrix product for the three projections (the same function; one wide GEMM is faster on a GPU)
     names = ("query", "key", "value")
     weight = torch.cat([params[name]["weight"] for name in names])
     bias = torch.cat([params[name]["bias"] for name in names])
-    q, k, v = (split(t) for t in F.linear(x, weight, bias).split(width, dim=-1))
-    out = F.scaled_dot_product_attention(q, k, v, dropout_p=config.attn_dropout if training else 0.0)
-    return linear(params["proj"], out.transpose(1, 2).reshape(batch, length, width))
+    q, k, v = F.linear(x, weight, bias).split(width, dim=-1)
+    q = split(q[:, rows])
+    out = F.scaled_dot_product_attention(q, split(k), split(v), dropout_p=config.attn_dropout if training else 0.0)
+    return linear(params["proj"], out.transpose(1, 2).flatten(2))
 
 
 def gelu(config: TransformerConfig, x: torch.Tensor) -> torch.Tensor:
     return F.gelu(x) if config.gelu == "exact" else x * torch.sigmoid(1.702 * x)
 
 
-def block(params: dict, config: TransformerConfig, x: torch.Tensor, training: bool) -> torch.Tensor:
+def block(params: dict, config: TransformerConfig, x: torch.Tensor, training: bool, rows: slice) -> torch.Tensor:
+    """The block's output for the tokens ``x[:, rows]``; every token is attended to. Each output row depends only on
+    its own input row and the keys and values, so the rows not asked for need no query, projection or MLP."""
     drop = config.resid_dropout if training else 0.0
-    x = x + F.dropout(attention(params["attn"], config, layer_norm(params["ln1"], x), training), drop, training)
+    attended = attention(params["attn"], config, layer_norm(params["ln1"], x), training, rows)
+    x = x[:, rows] + F.dropout(attended, drop, training)
     hidden = gelu(config, linear(params["mlp"]["fc1"], layer_norm(params["ln2"], x)))
     return x + F.dropout(linear(params["mlp"]["fc2"], hidden), drop, training)
 
 
-def forward(params: dict, config: TransformerConfig, x: torch.Tensor, training: bool) -> torch.Tensor:
-    """(B, L, embed_dim) -> (B, L, embed_dim); dropout only when ``training``."""
+def forward(
+    params: dict, config: TransformerConfig, x: torch.Tensor, training: bool, keep_last: int | None = None
+) -> torch.Tensor:
+    """(B, L, embed_dim) -> (B, L, embed_dim); dropout only when ``training``.
+
+    ``keep_last=n`` returns only the last ``n`` tokens, ``forward(...)[:, -n:]``: the last block then computes the
+    attention queries, projection and MLP of those rows alone (the hypernetworks read only their weight tokens; this
+    saves ~9% of the transformer's FLOPs at the CelebA preset). The values are the same; in training, the last
+    block's dropout masks are drawn for the kept rows only, so a seeded run draws different (equally distributed)
+    masks than the full pass would.
+    """
+    if keep_last is not None and not 0 < keep_last <= x.shape[1]:
+        raise ValueError(f"keep_last={keep_last} must be in 1..{x.shape[1]} (the number of tokens)")
+    everything = slice(None)
     for index in range(config.n_layer):
-        x = block(params["blocks"][str(index)], config, x, training)
+        last = index == config.n_layer - 1
+        rows = slice(-keep_last, None) if last and keep_last is not None else everything
+        x = block(params["blocks"][str(index)], config, x, training, rows)
     return x
