@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
 # The GPU speed measurement, one command on a GPU machine (about 8 minutes on one H200):
 #   bash recipes/bench_gpu.sh [LOG_DIR [PART ...]]     # PART: fp32 bf16 tf32 precision compile graphs
-#                                                      #   accumulation (default: all of them)
+#                                                      #   accumulation (default: these seven) or profile
 # It prints the bench table (img/s, step time, peak memory, GFLOP/img, MFU, the reference's figures beside) at the
 # presets' global batch in fp32 (with a profile of each row's most expensive operators), bf16 and tf32, the precision
 # protocol's PSNR trajectory on the embedded photos, bf16 with torch.compile (plain for the two headline presets,
-# replayed as CUDA graphs for every preset issue 7 sets a target for), and the memory/speed trade of micro-batches. Each part has its own time limit and a failed part
-# does not stop the others; every part's output is also written to LOG_DIR (default: $OUT where set, else
-# runs/bench_gpu).
+# replayed as CUDA graphs for every preset issue 7 sets a target for), and the memory/speed trade of micro-batches.
+# The profile part (not in the default run, about 2 minutes) lists the most expensive kernels of the compiled bf16
+# step of the two transformer-bound presets. Each part has its own time limit and a failed part does not stop the
+# others; every part's output is also written to LOG_DIR (default: $OUT where set, else runs/bench_gpu).
 # On an offline machine without tyro / datasets / soundfile, put their wheels in .whl/ first
 # (recipes/fetch_wheels.sh does it on a machine with network access; .whl/backup/ holds pyarrow and fsspec wheels,
 # installed only when the machine's own are too old for datasets).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 log_dir="${1:-${OUT:-runs/bench_gpu}}"
-known=" fp32 bf16 tf32 precision compile graphs accumulation "
+defaults="fp32 bf16 tf32 precision compile graphs accumulation"
+known=" $defaults profile "
 for name in "${@:2}"; do
   [[ "$known" == *" $name "* ]] || { echo "bench_gpu.sh: unknown part '$name'; choose from:$known"; exit 2; }
 done
@@ -56,10 +58,12 @@ run_part() {  # one part of the measurement by name
       --warmup 3 --steps 10 --only $targets ;;  # compiled and replayed as CUDA graphs
     accumulation) part accumulation 40 python3 recipes/bench.py --precision bf16 --accumulation 4 --warmup 2 \
       --steps 5 --only ipc-meta:imagenette178 ipc-meta:ffhq256 ;;
+    profile) part profile 150 python3 recipes/bench.py --precision bf16 --compile --warmup 3 --steps 5 --profile 25 \
+      --only ipc-transinr:celeba178 ipc-transinr:shapenet-cars ;;
   esac
 }
 parts=("${@:2}")
-[ ${#parts[@]} -gt 0 ] || read -r -a parts <<< "$known"  # default: every part, in this order
+[ ${#parts[@]} -gt 0 ] || read -r -a parts <<< "$defaults"  # default: these parts, in this order
 for name in "${parts[@]}"; do run_part "$name"; done
 for name in "${parts[@]}"; do  # the tables again, together at the end
   echo "--- $name"

@@ -7,6 +7,9 @@ import re
 import sys
 from pathlib import Path
 
+import torch
+import torch.nn.functional as F
+
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("bench", ROOT / "recipes" / "bench.py")
 bench = sys.modules["bench"] = importlib.util.module_from_spec(spec)
@@ -41,3 +44,11 @@ def test_bench_accumulation_splits_the_batch(capsys):
     bench.main(bench.Args(only=("ipc-meta:photos",), batch=4, warmup=0, steps=1, device="cpu"))
     (whole,) = summary_rows(capsys.readouterr().out)
     assert 1.0 < float(row["GFLOP/img"]) / float(whole["GFLOP/img"]) < 1.2
+
+
+def test_flop_count_includes_attention():
+    """Attention is 2 L^2 d multiply-adds per head (scores and mix); the counter must see them on a CPU too."""
+    batch, heads, length, dim = 2, 3, 10, 8
+    q, k, v = (torch.randn(batch, heads, length, dim) for _ in range(3))
+    flops = bench.count_flops(lambda: F.scaled_dot_product_attention(q, k, v))
+    assert flops == 2 * batch * heads * 2 * length * length * dim
