@@ -14,6 +14,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 
 from ginr.config import TransformerConfig
 from ginr.nn.init import uniform
@@ -64,11 +65,10 @@ def init(config: TransformerConfig, generator: torch.Generator | None) -> dict:
 def attention(params: dict, config: TransformerConfig, x: torch.Tensor, training: bool, rows: slice) -> torch.Tensor:
     """Bidirectional multi-head attention (head h uses channels [h d, (h+1) d)), through SDPA, for the query tokens
     ``x[:, rows]`` (keys and values from every token): (B, len(rows), E)."""
-    batch, _, width = x.shape
-    heads = config.n_head
+    width = x.shape[-1]
 
     def split(t):
-        return t.view(batch, t.shape[1], heads, width // heads).transpose(1, 2)
+        return rearrange(t, "b l (h d) -> b h l d", h=config.n_head)
 
     # one matrix product for the three projections (the same function; one wide GEMM is faster on a GPU)
     names = ("query", "key", "value")
@@ -77,7 +77,7 @@ def attention(params: dict, config: TransformerConfig, x: torch.Tensor, training
     q, k, v = F.linear(x, weight, bias).split(width, dim=-1)
     q = split(q[:, rows])
     out = F.scaled_dot_product_attention(q, split(k), split(v), dropout_p=config.attn_dropout if training else 0.0)
-    return linear(params["proj"], out.transpose(1, 2).flatten(2))
+    return linear(params["proj"], rearrange(out, "b h l d -> b l (h d)"))
 
 
 def gelu(config: TransformerConfig, x: torch.Tensor) -> torch.Tensor:
