@@ -4,6 +4,7 @@ A model is ``init(generator) -> params`` plus pure functions of that params pytr
 :mod:`ginr.models.base`.
 """
 
+from ginr import presets
 from ginr.config import Config
 from ginr.hub import from_pretrained, save_pretrained
 from ginr.models import build
@@ -14,5 +15,5 @@ def init(config: Config, generator=None) -> dict:
     return build(config.model_name, config.model).init(generator)
 
 
-__all__ = ["Config", "build", "from_pretrained", "init", "save_pretrained"]
+__all__ = ["Config", "build", "from_pretrained", "init", "presets", "save_pretrained"]
 __version__ = "0.1.0"

@@ -4,6 +4,7 @@ every field of it is a tyro flag with that config as its default."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import sys
@@ -16,16 +17,17 @@ from ginr import hub, presets
 from ginr.config import MetaINRConfig
 from ginr.data import is_views, signal_shape
 from ginr.data.catalog import DATA
-from ginr.hub import ModelFileError
+from ginr.manifest import CheckpointError
 from ginr.models import MODEL_NAMES, build, model_config_type
-from ginr.train.checkpoint import model_folder
 
 USAGE = f"""--model {{{",".join(MODEL_NAMES)}}} --data {{{",".join(presets.DATA_NAMES)}}} [--resume RUN_DIR]
-[--init-from MODEL_DIR_OR_HUB_ID [--init-revision REV]] [FLAGS]
+[--init-from MODEL [--init-revision REV]] [FLAGS]
 
 --model and --data choose the paper preset (default: ipc-meta on the embedded photos); every flag below is a field of
 that preset, shown with the preset's value. --data.support-views N (the shapenet presets) also sets the token count.
---resume RUN_DIR continues a run from its newest complete checkpoint (flags then override the run's saved config)."""
+--resume RUN_DIR continues a run from its newest complete checkpoint (flags then override the run's saved config).
+--init-from MODEL fine-tunes a trained model: a model folder, a Hub repo id, a run folder (its newest complete
+checkpoint) or a checkpoint folder."""
 
 
 def fail(message: str, status: int = 2) -> None:
@@ -33,6 +35,37 @@ def fail(message: str, status: int = 2) -> None:
     any work, 1 for a run that had to stop."""
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(status)
+
+
+REFUSALS = (ValueError, FileNotFoundError, CheckpointError)
+"""What the recipes refuse with ``error: ...`` and status 2 instead of a traceback: bad flags and values (a
+:class:`ginr.hub.ModelFileError` is a ValueError too), data that is not where the config says, and checkpoints that
+are incomplete or do not fit."""
+
+
+@contextlib.contextmanager
+def refusals(status: int = 2):
+    """Inside ``with refusals():`` any of :data:`REFUSALS` ends the program through :func:`fail` (its message, exit
+    ``status``). Recipes wrap what they check before the work starts: loading the model, the data, their flags."""
+    try:
+        yield
+    except REFUSALS as error:
+        fail(str(error), status)
+
+
+def check_inner_steps(config: config_lib.Config, n_steps: int | None, flag: str = "--n-steps") -> None:
+    """Refuse ``flag`` (inner steps) that ``config``'s model cannot take: any for a hypernetwork model (a ValueError
+    naming the flag and the fix)."""
+    if n_steps is None:
+        return
+    if n_steps < 0:
+        raise ValueError(f"{flag} {n_steps} must be >= 0")
+    if n_steps and not isinstance(config.model, MetaINRConfig):
+        raise ValueError(
+            f"{flag} {n_steps}: {config.model_name} is a hypernetwork model (ipc-transinr, transinr), which predicts "
+            f"its modulation in one pass and takes no inner steps; drop {flag} (it applies to ipc-meta and "
+            "learned-init)"
+        )
 
 
 def parse_train_args(argv: list[str] | None = None, *, prog: str = "train.py", console: bool = True):
@@ -47,7 +80,7 @@ def parse_train_args(argv: list[str] | None = None, *, prog: str = "train.py", c
     pre.add_argument("--init-revision", default=None)
     known, rest = pre.parse_known_args(argv)
     resume = Path(known.resume) if known.resume else None
-    try:
+    with refusals():
         if resume is not None:
             base = _saved_config(resume)
             for flag, given, saved in (
@@ -68,8 +101,6 @@ def parse_train_args(argv: list[str] | None = None, *, prog: str = "train.py", c
                 )
         else:
             base = presets.resolve(known.model or "ipc-meta", known.data or "photos", known.support_views)
-    except (ValueError, ModelFileError) as error:
-        fail(str(error))
     config = tyro.cli(
         config_lib.Config[model_config_type(base.model_name)],
         default=base,
@@ -78,7 +109,7 @@ def parse_train_args(argv: list[str] | None = None, *, prog: str = "train.py", c
         description=USAGE,
         console_outputs=console,
     )
-    try:
+    with refusals():
         config_lib.validate(config)
         nerf = getattr(getattr(config.model, "tokenizer", None), "type", None) == "nerf_views"
         if nerf != is_views(config.data):
@@ -95,15 +126,13 @@ def parse_train_args(argv: list[str] | None = None, *, prog: str = "train.py", c
                 "--train.coord-subsample and --train.coord-noise apply to hypernetwork models; the meta-learning "
                 "inner loop and its outer loss use the full grid (SPEC 2.4)"
             )
-    except ValueError as error:
-        fail(str(error))
     return config, resume
 
 
 def _pretrained_config(source: str, revision: str | None, model: str | None, data: str | None) -> config_lib.Config:
     """The config of a model to fine-tune or evaluate: its own (the architecture must match its weights), with the
     data preset ``data`` when given, and ``train.init_from`` naming where the weights come from."""
-    saved = hub.read_config(hub.model_dir(model_folder(source), revision))
+    saved = hub.read_config(hub.model_dir(source, revision))
     if model is not None and model != saved.model_name:
         raise ValueError(f"--model {model} differs from {source}'s {saved.model_name}; drop --model")
     if data is not None and data != saved.data_name:

@@ -269,7 +269,7 @@ class TrainConfig:
     """Global evaluation batch; None uses batch_size."""
     precision: Precision = "auto"
     """Arithmetic: fp32 (TF32 off, the reference's), tf32 matmuls, or bf16/fp16 autocast with fp32 master weights;
-    auto: bf16 on a CUDA GPU that has it (the precision protocol's measurement: README "Precision"), else fp32.
+    auto: bf16 on a CUDA GPU that has it (the precision protocol's measurement: README "Benchmarks"), else fp32.
     The run's config.json records the choice made."""
     ema: float | None = None
     """Keep an exponential moving average of the weights with this decay (warmed up as (1+s)/(10+s)); None: off."""

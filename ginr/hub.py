@@ -2,6 +2,9 @@
 
 The same folder is a checkpoint's ``model/`` part, a ``save_pretrained`` output and a Hugging Face Hub repo.
 Loading is strict: every key and shape of the file must match the model the config builds. Nothing is unpickled.
+
+A model is named by its folder, a Hub repo id, a training run's folder (its newest complete and intact checkpoint)
+or a checkpoint folder (:func:`model_dir`; checkpoints are found and checked by :mod:`ginr.manifest`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ginr import config as config_lib
+from ginr.manifest import CheckpointError, latest, verify
 from ginr.models import Model, build
 from ginr.pytree import flatten, unflatten
 
@@ -54,7 +58,10 @@ def read_config(folder: str | os.PathLike) -> config_lib.Config:
         config_lib.validate(config)
         return config
     except FileNotFoundError as error:
-        raise ModelFileError(f"{path} is missing: not a ginr model folder") from error
+        raise ModelFileError(
+            f"{path} is missing: {path.parent} is not a ginr model folder, nor a run folder (checkpoints/) or a "
+            "checkpoint folder (model/); give one of those or a Hub repo id"
+        ) from error
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
         raise ModelFileError(f"{path} is not a valid ginr config: {error}") from error
 
@@ -67,7 +74,10 @@ def load_params(folder: str | os.PathLike, model: Model, model_from: str = "its 
     try:
         tensors = load_file(str(path))
     except FileNotFoundError as error:
-        raise ModelFileError(f"{path} is missing") from error
+        raise ModelFileError(
+            f"{path} is missing; give a model folder, a run folder (once it saved a checkpoint), a checkpoint folder "
+            "or a Hub repo id"
+        ) from error
     except (SafetensorError, OSError) as error:
         raise ModelFileError(f"{path} is not a readable safetensors file (truncated or corrupt?): {error}") from error
     expected = flatten(model.init(torch.Generator().manual_seed(0)))
@@ -110,12 +120,14 @@ def check_structure(
 
 
 def model_dir(id_or_dir: str | os.PathLike, revision: str | None = None) -> Path:
-    """The local folder of a model: ``id_or_dir`` itself, or the Hub repo's snapshot (``revision`` a branch, tag or
-    commit) fetched by ``huggingface_hub.snapshot_download``, which honours ``HF_HUB_OFFLINE`` and the local cache
-    and fetches only ``config.json`` and ``model.safetensors``."""
+    """The local folder of a model. ``id_or_dir`` is a model folder; a training run's folder (its newest complete and
+    intact checkpoint's ``model/``, :func:`ginr.manifest.latest`); a checkpoint folder (its ``model/``, once
+    :func:`ginr.manifest.verify` passes); or a Hub repo id, whose snapshot (``revision`` a branch, tag or commit)
+    ``huggingface_hub.snapshot_download`` fetches, honouring ``HF_HUB_OFFLINE`` and the local cache and fetching only
+    ``config.json`` and ``model.safetensors``."""
     folder = Path(id_or_dir).expanduser()
     if folder.is_dir():
-        return folder
+        return local_model_dir(folder)
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError
 
@@ -132,8 +144,36 @@ def model_dir(id_or_dir: str | os.PathLike, revision: str | None = None) -> Path
         raise ModelFileError(f"{id_or_dir!r}: no such model repo on the Hub (or it is private: log in)") from error
 
 
+def local_model_dir(folder: Path) -> Path:
+    """The model folder of a local ``folder``: a run's newest complete and intact checkpoint's ``model/`` (a run
+    folder has ``checkpoints/``, and a ``config.json`` of its own beside it), a checkpoint's ``model/`` once the
+    checkpoint passes its manifest, or else ``folder`` itself (:func:`read_config` and :func:`load_params` then say
+    what is missing)."""
+    if (folder / "checkpoints").is_dir():
+        newest = latest(folder)
+        if newest is None:
+            raise ModelFileError(
+                f"{folder} is a run folder without a complete and intact checkpoint in {folder / 'checkpoints'} (none "
+                "saved yet, or every one fails its manifest: see the warnings above); give one of its checkpoint "
+                "folders or a model folder, or train until the run saves a checkpoint"
+            )
+        return newest / "model"
+    if (folder / "model" / CONFIG_NAME).is_file():
+        try:
+            verify(folder)
+        except CheckpointError as error:
+            raise ModelFileError(
+                f"{folder} is not a complete and intact checkpoint ({error}); give its run folder for the newest "
+                f"intact checkpoint, or {folder / 'model'} itself to load that model folder unchecked"
+            ) from error
+        return folder / "model"
+    return folder
+
+
 def from_pretrained(id_or_dir: str | os.PathLike, revision: str | None = None) -> Pretrained:
-    """Load a ginr model from a local folder or a Hugging Face Hub repo id (``revision`` a branch, tag or commit)."""
+    """Load a ginr model from a model folder, a Hugging Face Hub repo id (``revision`` a branch, tag or commit), a
+    training run's folder (its newest complete and intact checkpoint) or a checkpoint folder (see :func:`model_dir`).
+    Every refusal is a :class:`ModelFileError` naming the source."""
     folder = model_dir(id_or_dir, revision)
     config = read_config(folder)
     model = build(config.model_name, config.model)

@@ -2,8 +2,8 @@
 test-time optimisation.
 
     loaded = ginr.from_pretrained("user/ginr-celeba")            # or a local folder
-    images = load_images(paths, loaded.config.data)              # (B, H, W, 3)
-    modulation = encode(loaded.model, loaded.params, images, loaded.config.data.coord_range)
+    images = torch.stack([torchvision.io.read_image(p).permute(1, 2, 0) / 255 for p in paths])  # (B, H, W, 3) in [0, 1]
+    modulation = encode(loaded.model, loaded.params, images, loaded.config.data.coord_range).modulation
     big = decode(loaded.model, loaded.params, modulation, (3 * 178, 3 * 178), loaded.config.data.coord_range)
 
 Meta-learned models refine by running their inner loop longer (``n_steps``); hypernetwork models by Adam steps on the

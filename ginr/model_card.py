@@ -26,7 +26,7 @@ import ginr
 from ginr.inference import encode, decode
 
 loaded = ginr.from_pretrained("{repo_id}")
-modulation = encode(loaded.model, loaded.params, signals, loaded.config.data.coord_range)
+modulation = encode(loaded.model, loaded.params, signals, loaded.config.data.coord_range).modulation
 values = decode(loaded.model, loaded.params, modulation, shape, loaded.config.data.coord_range)
 ```
 

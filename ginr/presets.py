@@ -204,10 +204,6 @@ PRESETS: dict[tuple[str, str], Callable[[str, str], Config]] = {
 }
 
 
-def valid_pairs() -> list[tuple[str, str]]:
-    return list(PRESETS)
-
-
 def resolve(model: str, data: str, support_views: int | None = None) -> Config:
     """The preset of ``model`` on ``data``, or a ValueError listing the valid pairs. ``support_views`` (NeRF presets
     only) sets the support views and with them the token count."""

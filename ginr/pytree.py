@@ -6,8 +6,6 @@ from collections.abc import Callable, Mapping
 
 import torch
 
-Params = dict  # a nested dict whose leaves are tensors, e.g. params["hyponet"]["layers"]["1"]["bias"]
-
 
 def flatten(tree: Mapping, prefix: str = "") -> dict[str, torch.Tensor]:
     """``{"a": {"b": t}}`` -> ``{"a.b": t}`` (insertion order kept)."""

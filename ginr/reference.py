@@ -1,10 +1,11 @@
-"""The one mapping between the reference's state-dict names and shapes (kakaobrain/ginr-ipc, SPEC 1.2, 2.1-2.4, 3.1,
-10.2) and ginr's params pytree. Tests and the reference-checkpoint importer both use it.
+"""The mapping from the reference's state-dict names and shapes (kakaobrain/ginr-ipc, SPEC 1.2, 2.1-2.4, 3.1, 10.2)
+to ginr's params pytree, one way: the reference-checkpoint importer (recipes/import_reference.py) reads reference
+checkpoints with it; nothing is exported to the reference's layout.
 
 Reference layout per hyponet layer K: ``hyponet.params_dict.linear_wbK`` of shape (fi + 1, fo), weight rows then the
 bias row ((fi, fo) without bias). ginr keeps ``hyponet.layers.K.weight`` (fi, fo) and ``hyponet.layers.K.bias``
 (fo,) apart; a modulated layer whose base weight the reference ignores has only the bias in ginr, so its weight rows
-(never used, quirk 21) are dropped on import and written as zeros on export.
+(never used, quirk 21) are dropped on import.
 """
 
 from __future__ import annotations
@@ -41,13 +42,6 @@ class NameRule:
         if self.bias:
             out[self.bias] = tensor[-1]
         return out
-
-    def to_reference(self, flat: dict[str, torch.Tensor]) -> torch.Tensor:
-        if self.whole:
-            return flat[self.weight][None] if self.squeeze else flat[self.weight]
-        fan_in = self.shape[0] - (1 if self.bias else 0)
-        rows = flat[self.weight] if self.weight else torch.zeros(fan_in, self.shape[1], dtype=flat[self.bias].dtype)
-        return torch.cat([rows, flat[self.bias][None]]) if self.bias else rows
 
 
 def same(reference: str, shape: tuple[int, ...], name: str, squeeze: bool = False) -> NameRule:
@@ -176,8 +170,3 @@ def from_reference(state_dict: dict[str, torch.Tensor], model) -> dict[str, torc
     for rule in rules:
         flat.update(rule.to_ginr(state_dict[rule.reference]))
     return flat
-
-
-def to_reference(flat: dict[str, torch.Tensor], model) -> dict[str, torch.Tensor]:
-    """ginr flat params -> a state dict with the reference's names and shapes (dead weight rows as zeros)."""
-    return {rule.reference: rule.to_reference(flat) for rule in rules_for(model)}

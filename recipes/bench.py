@@ -1,5 +1,5 @@
 """Training-step benchmark: one table of img/s, step time, peak memory, GFLOP per image and model FLOP utilisation,
-beside the reference's figures (../shared/ANCHORS.md).
+beside the reference's figures (measured for this project: the reference on an H200 and on the CPU).
 
     python recipes/bench.py                                             # every preset of the table, this device
     python recipes/bench.py --only ipc-meta:imagenette178 --batch 2     # one row
@@ -37,7 +37,7 @@ from ginr.module import ParamsModule
 from ginr.pytree import tree_map
 from ginr.train import setup
 from ginr.train.logger import table
-from ginr.train.objective import compiled, objective_for
+from ginr.train.objective import objective_for
 
 TABLE = (
     "ipc-meta:imagenette178",
@@ -52,7 +52,7 @@ TABLE = (
     "transinr:shapenet-cars",
 )
 
-# ../shared/ANCHORS.md: the reference (kakaobrain/ginr-ipc), fp32, img/s per device.
+# Measured for this project: the reference (kakaobrain/ginr-ipc), fp32, img/s per device.
 REFERENCE = {
     ("ipc-meta", "imagenette178", "cuda", 4): 79.7,
     ("ipc-meta", "imagenette178", "cuda", 16): 106.7,
@@ -68,7 +68,7 @@ REFERENCE = {
     ("ipc-meta", "imagenette178", "cpu", 2): 0.27,
     ("ipc-transinr", "celeba178", "cpu", 2): 0.43,
 }
-# ../shared/ANCHORS.md: NeRF, (model, data, support views, batch) -> (objects/s, rays/s, peak GiB) on an H200, fp32.
+# Measured for this project: the reference's NeRF, (model, data, support views, batch) -> (objects/s, rays/s, peak GiB) on an H200, fp32.
 REFERENCE_VIEWS = {
     ("ipc-transinr", "shapenet-cars", 1, 8): (168.9, 21620, 3.9),
     ("ipc-transinr", "shapenet-cars", 1, 32): (209.4, 26809, 13.9),
@@ -164,7 +164,7 @@ def bench_row(model_name: str, data: str, views: int | None, args: Args, device:
     objective = objective_for(config)
     module = ParamsModule(model, model.init(torch.Generator().manual_seed(0)), objective=objective).to(device)
     if args.compile:
-        module.objective = compiled(objective, args.compile_mode)
+        module.objective = objective_for(config, args.compile_mode)
     optimizer = setup.adam(module.parameters(), config.optim)
     if is_views(config.data):
         size, views = config.data.resolution, config.data.support_views

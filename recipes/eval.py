@@ -19,11 +19,9 @@ from pathlib import Path
 import tyro
 from accelerate import Accelerator
 
-from ginr import from_pretrained
+from ginr import cli, from_pretrained
 from ginr.data import EvalBatchSampler, eval_dataset, make_loader
-from ginr.hub import ModelFileError
 from ginr.pytree import tree_map
-from ginr.train.checkpoint import model_folder
 from ginr.train.evaluate import evaluate_config
 from ginr.train.logger import table
 
@@ -39,7 +37,8 @@ class Args:
     data_path: str | None = None
     """Where the data lives, if not where the model was trained from."""
     n_steps: int | None = None
-    """Inner steps (meta-learned models); None: the config's eval_inner_steps or n_inner_steps."""
+    """Inner steps (meta-learned models; hypernetwork models take none); None: the config's eval_inner_steps or
+    n_inner_steps."""
     batch_size: int = 16
     """Global evaluation batch."""
     revision: str | None = None
@@ -53,24 +52,20 @@ class Args:
 def main(args: Args) -> None:
     source = args.model or args.init_from
     if (args.model is None) == (args.init_from is None):
-        raise SystemExit("error: give the model to evaluate once: as MODEL or as --init-from")
+        cli.fail("give the model to evaluate once: as MODEL or as --init-from")
     accelerator = Accelerator()
-    try:
-        loaded = from_pretrained(model_folder(source), revision=args.revision)
-    except ModelFileError as error:
-        raise SystemExit(f"error: {error}") from error
-    data = loaded.config.data
-    if args.data_path is not None:
-        data = dataclasses.replace(data, path=args.data_path)
-    if args.redraw_eval:
-        data = dataclasses.replace(data, redraw_eval=True)
-    dataset = eval_dataset(data, args.split)
-    batch = max(1, args.batch_size // accelerator.num_processes)
-    loader = make_loader(
-        dataset,
-        EvalBatchSampler(len(dataset), batch, accelerator.num_processes, accelerator.process_index),
-        data.num_workers,
-    )
+    with cli.refusals():
+        loaded = from_pretrained(source, revision=args.revision)
+        cli.check_inner_steps(loaded.config, args.n_steps)
+        data = loaded.config.data
+        if args.data_path is not None:
+            data = dataclasses.replace(data, path=args.data_path)
+        if args.redraw_eval:
+            data = dataclasses.replace(data, redraw_eval=True)
+        dataset = eval_dataset(data, args.split)
+        batch = max(1, args.batch_size // accelerator.num_processes)
+        sampler = EvalBatchSampler(len(dataset), batch, accelerator.num_processes, accelerator.process_index)
+    loader = make_loader(dataset, sampler, data.num_workers)
     params = tree_map(lambda t: t.detach().to(accelerator.device), loaded.params)
     config = dataclasses.replace(loaded.config, data=data)
     result = evaluate_config(config, loaded.model, params, loader, accelerator=accelerator, n_steps=args.n_steps)

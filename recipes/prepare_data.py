@@ -5,7 +5,7 @@
     python recipes/prepare_data.py librispeech --to data/librispeech                # from the Hub
     python recipes/prepare_data.py librispeech --to data/librispeech --from train-clean-100.tar.gz test-clean.tar.gz
     python recipes/prepare_data.py celeba --to data/celeba --from img_align_celeba.zip
-    python recipes/prepare_data.py ffhq --to data/ffhq --from images1024x1024/ --split-lists ../shared/data/ffhq_splits
+    python recipes/prepare_data.py ffhq --to data/ffhq --from images1024x1024/ --split-lists ginr-ipc/src/datasets/assets
     python recipes/prepare_data.py ffhq --to data/ffhq --verify-only                # check a folder, write nothing
 
 Then train with ``--data.path DIR`` (SPEC 7 lists the layouts, splits and transforms).

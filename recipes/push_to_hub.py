@@ -20,10 +20,10 @@ import tyro
 from accelerate import Accelerator
 from torchvision.utils import save_image
 
-from ginr import from_pretrained, hub
+from ginr import cli, from_pretrained, hub
 from ginr.data import EvalBatchSampler, eval_dataset, make_loader
 from ginr.model_card import model_card
-from ginr.train.checkpoint import model_folder, read_trainer_state
+from ginr.train.checkpoint import read_trainer_state
 from ginr.train.evaluate import evaluate_config
 
 
@@ -49,10 +49,11 @@ def render_samples(loaded, count: int, stage: Path) -> list[str]:
     """PNG grids (ground truth over reconstruction, or waveforms) of the first ``count`` held-out instances."""
     try:
         dataset = eval_dataset(loaded.config.data)
+        sampler = EvalBatchSampler(min(count, len(dataset)), count, 1, 0)
     except (FileNotFoundError, ValueError) as error:
         print(f"no samples: the held-out data is not reachable here ({error})")
         return []
-    loader = make_loader(dataset, EvalBatchSampler(min(count, len(dataset)), count, 1, 0), 0)
+    loader = make_loader(dataset, sampler, 0)
     result = evaluate_config(loaded.config, loaded.model, loaded.params, loader, accelerator=Accelerator(cpu=True))
     names = []
     (stage / "samples").mkdir(exist_ok=True)
@@ -63,9 +64,10 @@ def render_samples(loaded, count: int, stage: Path) -> list[str]:
 
 
 def main(args: Args) -> None:
-    folder = Path(model_folder(args.run))
+    with cli.refusals():
+        folder = hub.model_dir(args.run)
+        loaded = from_pretrained(folder)
     run_dir = folder.parents[2] if folder.parent.parent.name == "checkpoints" else None
-    loaded = from_pretrained(folder)
     stage = Path(args.stage_dir or tempfile.mkdtemp(prefix="ginr-hub-"))
     stage.mkdir(parents=True, exist_ok=True)
     for name in (hub.CONFIG_NAME, hub.WEIGHTS_NAME):

@@ -23,14 +23,11 @@ import tyro
 from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
-from ginr import from_pretrained, inference, metrics
-from ginr.data import is_views
-from ginr.data.audio import AudioClip
+from ginr import cli, from_pretrained, inference, metrics
+from ginr.data import is_views, signal_transform
 from ginr.data.layouts import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS
 from ginr.data.shapenet import ViewsObject
-from ginr.data.transforms import ImageTransform
 from ginr.models.meta import MetaINR
-from ginr.train.checkpoint import model_folder
 
 
 @dataclasses.dataclass
@@ -59,10 +56,10 @@ def inputs(path: Path) -> list[Path]:
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
         if not files:
-            raise SystemExit(f"error: {path} holds no image ({', '.join(IMAGE_EXTENSIONS)})")
+            raise ValueError(f"{path} holds no image ({', '.join(IMAGE_EXTENSIONS)})")
         return files
     if not path.is_file():
-        raise SystemExit(f"error: {path} does not exist")
+        raise FileNotFoundError(f"{path} does not exist")
     return [path]
 
 
@@ -70,7 +67,8 @@ def encode_refined(loaded, signal: torch.Tensor, steps: int, lr: float):
     """The model's encoding, refined by ``steps`` of test-time optimisation, and the PSNR after each step."""
     coord_range = loaded.config.data.coord_range
     if isinstance(loaded.model, MetaINR):
-        base = loaded.config.model.eval_inner_steps or loaded.config.model.n_inner_steps
+        config = loaded.config.model  # the evaluation's inner steps, as MetaINR.encode counts them
+        base = config.n_inner_steps if config.eval_inner_steps is None else config.eval_inner_steps
         encoding = inference.encode(loaded.model, loaded.params, signal, coord_range, n_steps=base + steps)
         for step, mse in enumerate(encoding.inner_mse.T.tolist()[base:], start=1):
             tqdm.write(f"  inner step {base + step - 1}: psnr {metrics.psnr(torch.tensor(mse)).mean():.2f}")
@@ -92,17 +90,14 @@ def encode_refined(loaded, signal: torch.Tensor, steps: int, lr: float):
 
 def reconstruct_views(loaded, folder: Path, args: Args, out: Path) -> None:
     """A NeRF from the support frames of an object folder: render the held-out frames, print their PSNR."""
-    if not (folder / "transforms.json").is_file():
-        raise SystemExit(
-            f"error: {loaded.config.data_name} models read a set of views: {folder} has no transforms.json"
-        )
-    obj = ViewsObject(folder)
-    try:
+    with cli.refusals():
+        if not (folder / "transforms.json").is_file():
+            raise ValueError(f"{loaded.config.data_name} models read a set of views: {folder} has no transforms.json")
+        obj = ViewsObject(folder)
         support = inference.support_frames(obj, args.support, loaded.config.data.support_views)
         held_out = [k for k in range(len(obj)) if k not in support] if args.views is None else list(args.views)
         inference.check_frames(obj, held_out, "--views")
-    except ValueError as error:
-        raise SystemExit(f"error: {error}") from error
+    out.mkdir(parents=True, exist_ok=True)
     renders, truths, psnr = inference.render_frames(
         loaded.config, loaded.model, loaded.params, obj, support, held_out, "cpu"
     )
@@ -116,23 +111,21 @@ def reconstruct_views(loaded, folder: Path, args: Args, out: Path) -> None:
 
 
 def main(args: Args) -> None:
-    loaded = from_pretrained(model_folder(args.model), revision=args.revision)
+    with cli.refusals():
+        loaded = from_pretrained(args.model, revision=args.revision)
     data = loaded.config.data
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     source = Path(args.input)
     if is_views(data):
         reconstruct_views(loaded, source, args, out)
         return
     audio = source.is_file() and source.suffix.lower() in AUDIO_EXTENSIONS
-    files = [source] if audio else inputs(source)
+    with cli.refusals():
+        files = [source] if audio else inputs(source)
+    out.mkdir(parents=True, exist_ok=True)
+    transform = signal_transform(data, "audio" if audio else "image", training=False)
     for path in files:
-        entry = {"path": str(path), "bytes": None}
-        if audio:
-            signal = AudioClip(data.sample_rate, data.clip_seconds, random_crop=False)(entry, None)
-        else:
-            signal = ImageTransform(data.resolution)(entry, None)
-        signal = signal[None]
+        signal = transform({"path": str(path), "bytes": None}, None)[None]
         modulation = encode_refined(loaded, signal, args.steps, args.lr)
         shape = tuple(signal.shape[1:-1])
         same = inference.decode(loaded.model, loaded.params, modulation, shape, data.coord_range)

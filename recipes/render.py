@@ -7,8 +7,9 @@ orbit around the object as a GIF (or MP4).
 
 The model reads as many support views as it was trained with (``--data.support-views``, 1 to 5 in the paper). The
 orbit turns the first support view's camera about the world's up axis (the one the object's cameras agree on), so it
-keeps the dataset's camera distance and elevation. Full views are rendered without jitter, ``--render.chunk-rays`` rays
-at a time (about 15 s per 128-px view on two CPU cores at the paper's size; a GPU is much faster).
+keeps the dataset's camera distance and elevation. Full views are rendered without jitter, in chunks of the model
+config's ``render.chunk_rays`` rays (about 30 s per 128-px view on two CPU cores at the paper's size; a GPU is much
+faster).
 """
 
 from __future__ import annotations
@@ -23,12 +24,10 @@ import tyro
 from PIL import Image
 from torchvision.utils import save_image
 
-from ginr import from_pretrained, inference, render
+from ginr import cli, from_pretrained, inference, render
 from ginr.data import is_views
 from ginr.data.shapenet import ViewsObject, read_objects
-from ginr.hub import ModelFileError
 from ginr.pytree import tree_map
-from ginr.train.checkpoint import model_folder
 
 
 @dataclasses.dataclass
@@ -78,11 +77,9 @@ def find_object(args: Args, data) -> ViewsObject:
 
 
 def write_video(frames: torch.Tensor, path: Path, fps: int) -> None:
-    """Frames (T, H, W, 3) in [0, 1] as an endlessly looping GIF, or an MP4 when PyAV is installed."""
+    """Frames (T, H, W, 3) in [0, 1] as an endlessly looping GIF, or an MP4 (PyAV, which main checks up front)."""
     pixels = (frames.clamp(0, 1) * 255).round().to(torch.uint8).cpu()
     if path.suffix == ".mp4":
-        if importlib.util.find_spec("av") is None:
-            raise SystemExit("error: --format mp4 needs PyAV (pip install av); --format gif needs nothing more")
         from torchvision.io import write_video as write_mp4
 
         write_mp4(str(path), pixels, fps=fps)
@@ -92,24 +89,19 @@ def write_video(frames: torch.Tensor, path: Path, fps: int) -> None:
 
 
 def main(args: Args) -> None:
-    try:
-        loaded = from_pretrained(model_folder(args.model), revision=args.revision)
-    except ModelFileError as error:
-        raise SystemExit(f"error: {error}") from error
-    config = loaded.config
-    if not is_views(config.data):
-        raise SystemExit(
-            f"error: {args.model} is not a NeRF (it was trained on {config.data_name}); see reconstruct.py"
-        )
-    data = dataclasses.replace(config.data, path=args.data_path or config.data.path)
-    device = torch.device(args.device)
-    params = tree_map(lambda t: t.detach().to(device), loaded.params)
-    try:
+    with cli.refusals():
+        if args.orbit and args.format == "mp4" and importlib.util.find_spec("av") is None:
+            raise ValueError("--format mp4 needs PyAV (pip install av); --format gif needs nothing more")
+        loaded = from_pretrained(args.model, revision=args.revision)
+        config = loaded.config
+        if not is_views(config.data):
+            raise ValueError(f"{args.model} is not a NeRF (it was trained on {config.data_name}); see reconstruct.py")
+        data = dataclasses.replace(config.data, path=args.data_path or config.data.path)
         obj = find_object(args, data)
         support = inference.support_frames(obj, args.support, data.support_views)
         views = inference.check_frames(obj, list(args.views), "--views")
-    except (ValueError, FileNotFoundError) as error:
-        raise SystemExit(f"error: {error}") from error
+    device = torch.device(args.device)
+    params = tree_map(lambda t: t.detach().to(device), loaded.params)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     name = obj.folder.name

@@ -29,7 +29,7 @@ from ginr.train.checkpoint import CheckpointError
 from ginr.train.ema import init_ema, update_ema
 from ginr.train.evaluate import evaluate_config
 from ginr.train.logger import RunLogger, table
-from ginr.train.objective import compiled, objective_for
+from ginr.train.objective import objective_for
 from ginr.train.step import NonFiniteError, NonFiniteGuard, train_step
 
 
@@ -58,10 +58,10 @@ def main(argv: list[str] | None = None) -> None:
         cli.fail(str(error))
 
     # ---- data -------------------------------------------------------------------------------------------------
-    try:
+    with cli.refusals():
         train_set, eval_set = train_dataset(config.data), eval_dataset(config.data)
-    except (ValueError, FileNotFoundError) as error:
-        cli.fail(str(error))
+        eval_batch = max(1, (train_cfg.eval_batch_size or train_cfg.batch_size) // accelerator.num_processes)
+        eval_sampler = EvalBatchSampler(len(eval_set), eval_batch, accelerator.num_processes, accelerator.process_index)
     steps_per_epoch = TrainBatchSampler.steps_per_epoch(len(train_set), plan)
     if steps_per_epoch == 0:
         cli.fail(
@@ -70,44 +70,34 @@ def main(argv: list[str] | None = None) -> None:
     total_steps = steps_per_epoch * train_cfg.epochs
     if train_cfg.max_steps is not None:
         total_steps = min(total_steps, train_cfg.max_steps)
-    eval_batch = max(1, (train_cfg.eval_batch_size or train_cfg.batch_size) // accelerator.num_processes)
-    eval_loader = make_loader(
-        eval_set,
-        EvalBatchSampler(len(eval_set), eval_batch, accelerator.num_processes, accelerator.process_index),
-        config.data.num_workers,
-    )
+    eval_loader = make_loader(eval_set, eval_sampler, config.data.num_workers)
 
     # ---- model and optimizer ----------------------------------------------------------------------------------
     model = models.build(config.model_name, config.model)
     if train_cfg.init_from is not None:  # fine-tune: the weights of a trained model, checked strictly
-        try:
-            folder = hub.model_dir(checkpoint.model_folder(train_cfg.init_from), train_cfg.init_revision)
+        with cli.refusals():
+            folder = hub.model_dir(train_cfg.init_from, train_cfg.init_revision)
             params = hub.load_params(folder, model, f"this run's config (--init-from {train_cfg.init_from})")
-        except (hub.ModelFileError, CheckpointError) as error:
-            cli.fail(str(error))
     else:
         params = model.init(torch.Generator().manual_seed(train_cfg.seed))
-    objective = objective_for(config)
-    if train_cfg.compile != "off":
-        objective = compiled(objective, train_cfg.compile)
-    module = ParamsModule(model, params, objective=objective)
+    module = ParamsModule(model, params, objective=objective_for(config, train_cfg.compile))
     optim = config.optim
     optimizer = setup.adam(module.parameters(), optim)
     module, optimizer = accelerator.prepare(module, optimizer)
     holder = accelerator.unwrap_model(module)
-    ema = init_ema(named_state(holder)) if train_cfg.ema else None
 
-    step, history, state = 0, [], {}
+    step, history, state, ema = 0, [], {}, None
     if latest is not None:
-        try:
-            state, ema_state = checkpoint.restore(
+        with cli.refusals():
+            state, ema = checkpoint.restore(
                 latest, accelerator=accelerator, module=module, optimizer=optimizer, global_batch=plan.global_batch
             )
-        except CheckpointError as error:
-            cli.fail(str(error))
         step, history = state["step"], state.get("eval_history", [])
-        ema = ema_state if ema_state is not None else ema
         say(accelerator, f"resumed from {latest} at step {step}")
+    if not train_cfg.ema:
+        ema = None  # (turned off when resuming: the saved average is not continued)
+    elif ema is None:  # a fresh run, or a resumed one that had none: the average starts from these weights
+        ema = init_ema(named_state(holder))
     setup.start_run(run_dir, config, accelerator, resumed=resume is not None)
     say(accelerator, f"run folder: {run_dir}")
     guard = NonFiniteGuard(
@@ -130,11 +120,13 @@ def main(argv: list[str] | None = None) -> None:
         rows = {"": holder.tree()}
         if ema is not None:
             rows["ema"] = unflatten(ema)
+        done_before = sum(row["weights"] == "raw" for row in history)  # evaluations so far, resumed ones included
+        with_images = done_before % train_cfg.image_every == 0 or final
         for suffix, weights in rows.items():
             result = evaluate_config(config, model, weights, eval_loader, accelerator=accelerator, estimate=not final)
             tag = "eval" + (f"_{suffix}" if suffix else "")
             logger.scalars(tag, result.metrics, at_step)
-            if len(history) % train_cfg.image_every == 0 or final:
+            if with_images:
                 logger.images(tag, result.images, at_step)
                 logger.audio(tag, result.audio, at_step)
                 for name, text in result.text.items():
@@ -152,6 +144,8 @@ def main(argv: list[str] | None = None) -> None:
                 f"[{tag} @ step {at_step}] "
                 + ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items() if k != "count"),
             )
+        if accelerator.is_main_process:  # after every evaluation, so a run that stops early keeps its table
+            setup.write_atomic(run_dir / "eval_metrics.json", json.dumps(history, indent=2))
         holder.train()
 
     def stop(error: Exception) -> None:
@@ -266,8 +260,6 @@ def main(argv: list[str] | None = None) -> None:
     summary = table(history, [c for c in columns if any(c in row for row in history)])
     say(accelerator, "\nevaluation on the held-out split:\n" + summary)
     logger.text("eval/summary", summary)
-    if accelerator.is_main_process:
-        setup.write_atomic(run_dir / "eval_metrics.json", json.dumps(history, indent=2))
     logger.close()
     accelerator.end_training()
 

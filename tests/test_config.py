@@ -152,7 +152,7 @@ def test_non_finite_policy_defaults_to_skip_with_a_limit():
 
 
 def test_config_json_round_trip():
-    for model, data in presets.valid_pairs():
+    for model, data in presets.PRESETS:
         config = presets.resolve(model, data)
         again = config_lib.from_dict(json.loads(config_lib.dumps(config)))
         assert again == config

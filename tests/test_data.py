@@ -153,3 +153,29 @@ def test_eval_sampler_counts_every_instance_once():
 def test_data_config_is_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         DataConfig().resolution = 3
+
+
+@pytest.mark.parametrize("size", [0, 2])
+def test_eval_sampler_refuses_fewer_instances_than_processes_on_every_rank(size):
+    """Every rank refuses alike when the sampler is built, so none waits for the others in the evaluation."""
+    for rank in range(3):
+        with pytest.raises(ValueError) as error:
+            EvalBatchSampler(size, 4, 3, rank)
+        message = str(error.value)
+        assert f"the evaluation split has {size} instance(s), fewer than the 3 process(es)" in message
+        assert f"--num_processes {max(size, 1)}" in message
+    assert [len(list(EvalBatchSampler(3, 4, 3, rank))) for rank in range(3)] == [1, 1, 1]
+
+
+def test_one_seed_hash_for_training_draws_and_the_evaluation_views():
+    """Training's permutations and per-sample seeds and ShapeNet's evaluation draws share one hash, whose values are
+    fixed (changing them would change every data order and every saved evaluation list)."""
+    from ginr.data import loader, shapenet
+
+    assert shapenet.mix_seeds is loader.mix_seeds
+    assert [loader.mix_seeds(0), loader.mix_seeds(5, 1), loader.mix_seeds(5, 1, 7), loader.mix_seeds(1234, 3)] == [
+        3236661110929538048,
+        7213141729292454193,
+        1582029701827489267,
+        7317073584151172156,
+    ]

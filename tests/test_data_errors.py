@@ -4,16 +4,22 @@ folder and the fix, also from inside a loader worker."""
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import logging
+import re
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
+import tyro
 from conftest import coded_image, write_image_folder, write_librispeech
 from PIL import Image
 
 from ginr.config import DataConfig
 from ginr.data import BadFileError, EvalBatchSampler, catalog, eval_dataset, make_loader, train_dataset
+from ginr.data.loader import failure_message
 
 
 @pytest.mark.parametrize("source", ["imagefolder", "audiofolder", "celeba", "ffhq", "librispeech"])
@@ -84,6 +90,19 @@ def test_corrupt_and_truncated_images_name_the_file_even_from_a_worker(tmp_path)
     loader = make_loader(held_out, EvalBatchSampler(len(held_out), 4, 1, 0), num_workers=1)
     with pytest.raises(BadFileError, match=rf"cannot use {files[1]}"):  # the worker's error, re-raised here
         list(loader)
+
+
+def test_a_bad_file_message_gives_a_prepare_data_command_that_parses(tmp_path, capsys):
+    message = failure_message({"path": "x.png"}, 0, OSError("broken"))
+    command = re.search(r"`python (recipes/prepare_data.py [^`]*)`", message).group(1).split()
+    assert command[0] == "recipes/prepare_data.py" and "NAME" in message and "celeba, ffhq, imagenette or" in message
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("prepare_data_recipe", root / command[0])
+    recipe = sys.modules["prepare_data_recipe"] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    argv = ["celeba" if arg == "NAME" else str(tmp_path) if arg == "DIR" else arg for arg in command[1:]]
+    args = tyro.cli(recipe.Args, args=argv)
+    assert args.name == "celeba" and args.to == tmp_path and args.verify_only and not args.sources
 
 
 def test_grayscale_and_rgba_images_become_rgb(tmp_path):

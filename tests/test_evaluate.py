@@ -94,3 +94,11 @@ def test_evaluation_never_shifts_the_training_rng(tiny, accelerator, monkeypatch
     state = torch.get_rng_state()
     run(model, params, loader, accelerator)
     assert torch.equal(torch.get_rng_state(), state)
+
+
+@pytest.mark.parametrize("n_steps", [1, 3])
+def test_inner_psnr_is_reported_per_step_only(tiny, accelerator, n_steps):
+    model, params, loader = tiny
+    metrics = evaluate(model, params, loader, accelerator=accelerator, coord_range=(-1.0, 1.0), n_steps=n_steps)
+    inner = sorted(name for name in metrics.metrics if name.startswith("inner_psnr"))
+    assert inner == [f"inner_psnr/{t}" for t in range(n_steps)]  # no bare inner_psnr beside inner_psnr/0

@@ -18,12 +18,13 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import ginr
-from ginr import inference, presets
+from ginr import inference, metrics, presets
 from ginr.config import DataConfig
+from ginr.data import eval_dataset
 from ginr.models import build
 from ginr.module import ParamsModule
 from ginr.pytree import flatten
-from ginr.reference import to_reference
+from ginr.reference import from_reference, rules_for
 from ginr.train import checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
@@ -100,6 +101,41 @@ def test_reconstruct_audio_writes_a_wav_at_the_scaled_rate(tmp_path, capsys):
     assert "clip.wav: psnr" in capsys.readouterr().out
 
 
+def test_reconstruct_counts_inner_steps_as_encode_does_when_eval_inner_steps_is_0(tmp_path, image_file, capsys):
+    config = tiny("ipc-meta", DataConfig(resolution=8))
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, eval_inner_steps=0))
+    assert config.model.n_inner_steps == 2
+    folder = saved_model(tmp_path, config)
+    reconstruct.main(reconstruct.Args(model=str(folder), input=str(image_file), scale=1, out=str(tmp_path), steps=1))
+    printed = capsys.readouterr().out
+    assert "inner step 0:" in printed and "inner step 2" not in printed  # 0 evaluation steps, then 1 more
+
+
+def test_reconstruct_audio_goes_through_the_evaluation_transform(tmp_path, capsys):
+    """The input is what evaluation measures: LibriSpeech-style trimming of its end included."""
+    root = tmp_path / "audio"
+    wave = (0.5 * np.sin(np.arange(160) / 3) + 0.3).astype(np.float32)
+    for split in ("train", "validation"):
+        (root / split).mkdir(parents=True)
+        soundfile.write(root / split / "clip.wav", wave, 16000)
+    data = DataConfig(
+        source="audiofolder", path=str(root), clip_seconds=0.01, sample_rate=16000, audio_trim_seconds=0.004
+    )
+    folder = saved_model(tmp_path, tiny("transinr", data, input_dim=1, output_dim=1, output_bias=0.0))
+    reconstruct.main(
+        reconstruct.Args(model=str(folder), input=str(root / "validation" / "clip.wav"), scale=1, out=str(tmp_path))
+    )
+    printed = capsys.readouterr().out
+    loaded = ginr.from_pretrained(folder)
+    psnrs = []
+    for signal in (eval_dataset(loaded.config.data)[0], torch.from_numpy(wave)[:, None]):
+        modulation = inference.encode(loaded.model, loaded.params, signal[None], data.coord_range).modulation
+        same = inference.decode(loaded.model, loaded.params, modulation, (160,), data.coord_range)
+        psnrs.append(f"psnr {float(metrics.psnr(metrics.mse_per_sample(same, signal[None]))):.2f} dB")
+    evaluation, untrimmed = psnrs
+    assert evaluation != untrimmed and f"clip.wav: {evaluation}" in printed
+
+
 def test_encode_writes_every_modulation(tmp_path, image_folder):
     data = DataConfig(source="imagefolder", path=str(image_folder), resolution=8)
     folder = saved_model(tmp_path, tiny("ipc-meta", data))
@@ -113,8 +149,10 @@ def test_encode_writes_every_modulation(tmp_path, image_folder):
 def test_import_reference_checkpoint(tmp_path, capsys):
     config = presets.resolve("ipc-transinr", "celeba178")
     model = build(config.model_name, config.model)
-    params = flatten(model.init(torch.Generator().manual_seed(4)))
-    saved = {"epoch": 300, "state_dict": to_reference(params, model), "optimizer": {"state": {}, "param_groups": []}}
+    generator = torch.Generator().manual_seed(4)
+    state = {rule.reference: torch.randn(rule.shape, generator=generator) for rule in rules_for(model)}
+    params = from_reference(state, model)
+    saved = {"epoch": 300, "state_dict": state, "optimizer": {"state": {}, "param_groups": []}}
     torch.save(saved, tmp_path / "epoch300_model.pt")
     import_reference.main(
         [

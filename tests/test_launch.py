@@ -16,15 +16,15 @@ from pathlib import Path
 import psutil
 import pytest
 import torch
-from conftest import tiny_train_flags
+from conftest import tiny_train_flags, write_image_folder
 from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from ginr.train import checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
-EXTRAS = ["--train.ema", "0.9", "--optim.max-grad-norm", "0.05"]
-"""EMA and gradient clipping on, so their state is part of what must resume exactly."""
+EXTRAS = ["--train.ema", "0.9", "--optim.max-grad-norm", "0.05", "--train.image-every", "2"]
+"""EMA and gradient clipping on, so their state is part of what must resume exactly; images every 2nd evaluation."""
 
 
 def command(args: list[str], config: str, recipe: str) -> tuple[list[str], dict[str, str]]:
@@ -93,6 +93,14 @@ def whole_run(tmp_path_factory, image_folder) -> Path:
     out = tmp_path_factory.mktemp("whole")
     launch([*tiny_train_flags(image_folder, out, "whole"), *EXTRAS])
     return out / "whole"
+
+
+def test_images_are_logged_every_nth_evaluation_for_the_raw_and_the_ema_weights(whole_run):
+    """Evaluations at steps 0, 4 and 8 (the last also the final one); --train.image-every 2: the 1st and the 3rd, for
+    both weight rows (the count is of evaluations, not of history rows, which hold one row per weights)."""
+    events = EventAccumulator(str(whole_run / "tensorboard"), size_guidance={"images": 0}).Reload()
+    for tag in ("eval", "eval_ema"):
+        assert [event.step for event in events.Images(f"{tag}/reconstruction_x1")] == [0, 8]
 
 
 def test_compiled_training_run_follows_the_eager_one(tmp_path, image_folder):
@@ -278,6 +286,24 @@ def test_a_diverging_run_stops_naming_the_step_the_batch_and_the_last_checkpoint
     ), result.stderr[-3000:]
     assert {p: p.read_bytes() for p in (run / "checkpoints").rglob("*") if p.is_file()} == before
     assert checkpoint.latest(run) == last
+
+
+def test_two_processes_refuse_an_evaluation_split_smaller_than_the_process_count(tmp_path):
+    """Every rank refuses before any collective (no rank waits forever) and before the run folder is written."""
+    folder = write_image_folder(tmp_path / "images", n_train=8, n_eval=1)
+    result = launch(tiny_train_flags(folder, tmp_path / "runs", "run"), config="cpu_2proc.yaml", status=1)
+    assert "error: the evaluation split has 1 instance(s), fewer than the 2 process(es)" in result.stderr
+    assert not (tmp_path / "runs" / "run" / "config.json").exists()
+
+
+def test_a_run_that_stops_keeps_the_evaluations_it_made(tmp_path, image_folder):
+    """eval_metrics.json is written after every evaluation, not only at a normal end: a run stopped by a diverging
+    loss (exit status 1) still has its step-0 evaluation."""
+    flags = [*tiny_train_flags(image_folder, tmp_path, "run"), "--optim.lr", "1e30", "--train.nonfinite", "stop"]
+    result = launch(flags, status=1)
+    assert "--train.nonfinite stop" in result.stderr
+    history = json.loads((tmp_path / "run" / "eval_metrics.json").read_text())
+    assert [row["step"] for row in history] == [0] and history[0]["psnr"] > 0
 
 
 def test_resume_is_exact_with_dropout_coordinate_noise_and_subsampling(tmp_path, image_folder):

@@ -11,6 +11,7 @@ import re
 import pytest
 import torch
 from accelerate import Accelerator
+from torch._dynamo.utils import counters
 
 from ginr import cli, presets, render
 from ginr import config as config_lib
@@ -227,15 +228,33 @@ def test_compiled_views_objective_equals_the_plain_one(tiny, monkeypatch):
     config = dataclasses.replace(config, render=dataclasses.replace(config.render, jitter=False))
     index = torch.stack([torch.randperm(256, generator=torch.Generator().manual_seed(b))[:32] for b in range(3)])
     monkeypatch.setattr(render, "random_rays", lambda n, count, b, device=None: index)
-    objective = objectives.objective_for(config)
     trainable = [leaf for leaf in flatten(params).values() if leaf.requires_grad]
     results = []
-    for function in (objective, torch.compile(objective)):
-        loss = function(model, params, batch, epoch=2)["loss"]
+    for mode in ("off", "default"):
+        loss = objectives.objective_for(config, mode)(model, params, batch, epoch=2)["loss"]
         results.append((loss, torch.cat([g.flatten() for g in torch.autograd.grad(loss, trainable)])))
     (loss, grads), (compiled_loss, compiled_grads) = results
     assert torch.allclose(loss, compiled_loss, rtol=1e-5, atol=0)
     assert (grads - compiled_grads).norm() <= 1e-5 * grads.norm() and grads.norm() > 0
+
+
+def test_a_compiled_views_objective_compiles_once_per_ray_phase_not_per_epoch(tiny, monkeypatch):
+    """torch.compile specialises on Python ints: were the epoch passed into the compiled function, every epoch would
+    recompile it, and after 8 torch.compile falls back to eager. Two phases (foreground first, then uniform): the
+    graphs traced by epoch 3 are all there are at epoch 11 (traced with the 'eager' backend, to be quick)."""
+    config, model, params, batch = tiny
+    compile_ = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda f, **kwargs: compile_(f, **{**kwargs, "backend": "eager"}))
+    torch._dynamo.reset()
+    counters.clear()
+    objective = objectives.objective_for(config, "default")
+    graphs = []
+    for epoch in range(12):
+        objective(model, params, batch, epoch=epoch)
+        graphs.append(counters["stats"]["unique_graphs"])
+    assert config.render.foreground_first_epochs == 2 and graphs[1] > 0
+    assert graphs[3] == graphs[11]
+    torch._dynamo.reset()
 
 
 def test_foreground_first_rays_in_the_first_epochs_only(tiny, monkeypatch):

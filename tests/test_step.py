@@ -14,7 +14,7 @@ from ginr import presets
 from ginr.data import BatchPlan
 from ginr.models import build
 from ginr.module import ParamsModule
-from ginr.train.objective import reconstruction_objective
+from ginr.train.objective import objective_for
 from ginr.train.step import NonFiniteError, NonFiniteGuard, StepResult, train_step
 
 PLAN = BatchPlan(global_batch=4, micro_batch=2, num_processes=1, accumulation=2)
@@ -31,8 +31,7 @@ def make_run(accelerator):
         config.model.hyponet, hidden_dim=(8,), fourier=dataclasses.replace(config.model.hyponet.fourier, dim=4)
     )
     model = build(config.model_name, dataclasses.replace(config.model, hyponet=hyponet, rank=(8,)))
-    objective = functools.partial(reconstruction_objective, coord_range=(-1.0, 1.0))
-    module = ParamsModule(model, model.init(torch.Generator().manual_seed(0)), objective=objective)
+    module = ParamsModule(model, model.init(torch.Generator().manual_seed(0)), objective=objective_for(config))
     optimizer = torch.optim.Adam(module.parameters(), lr=1e-2)
     return accelerator.prepare(module, optimizer)
 

@@ -14,14 +14,20 @@ from ginr.data.sources import load_split
 from ginr.data.transforms import ImageTransform
 
 
-def make_signals(config: DataConfig, data: datasets.Dataset, name: str, training: bool) -> Signals:
-    """A loaded split (an ``image`` or ``audio`` column of undecoded entries) with its transform, checked or cached
-    as the config asks; ``name`` labels logs and cache folders."""
-    kind = "audio" if "audio" in data.column_names else "image"
+def signal_transform(config: DataConfig, kind: str, training: bool) -> AudioClip | ImageTransform:
+    """The transform of ``kind`` (``"image"`` or ``"audio"``) signals: the training split's (random crops where the
+    config asks for them) or, without ``training``, the deterministic evaluation one (images resized and centre-cropped
+    to the resolution; audio trimmed by ``audio_trim_seconds``, cut from its start to the clip length)."""
     if kind == "audio":
-        transform = AudioClip(config.sample_rate, config.clip_seconds, training, config.audio_trim_seconds)
-    else:
-        transform = ImageTransform(config.resolution, config.train_transform if training else "resize_center_crop")
+        return AudioClip(config.sample_rate, config.clip_seconds, training, config.audio_trim_seconds)
+    return ImageTransform(config.resolution, config.train_transform if training else "resize_center_crop")
+
+
+def make_signals(config: DataConfig, data: datasets.Dataset, name: str, training: bool) -> Signals:
+    """A loaded split (an ``image`` or ``audio`` column of undecoded entries) with its transform
+    (:func:`signal_transform`), checked or cached as the config asks; ``name`` labels logs and cache folders."""
+    kind = "audio" if "audio" in data.column_names else "image"
+    transform = signal_transform(config, kind, training)
     if config.cache_dir and kind == "image" and transform.mode == "resize_center_crop":
         data = resized_cache(data, transform, config.cache_dir, name, config.num_workers, config.skip_bad_files)
     elif config.skip_bad_files:
@@ -79,5 +85,6 @@ __all__ = [
     "make_loader",
     "make_signals",
     "signal_shape",
+    "signal_transform",
     "train_dataset",
 ]

@@ -40,6 +40,10 @@ class Signals(Dataset):
             raise BadFileError(failure_message(entry, int(index), error)) from error
 
 
+VERIFY_COMMAND = "python recipes/prepare_data.py NAME --to DIR --verify-only"
+"""The command that checks a prepared paper dataset folder, as failure messages spell it."""
+
+
 class BadFileError(RuntimeError):
     """A file that cannot be decoded or transformed; the message names it and the fix."""
 
@@ -48,8 +52,9 @@ def failure_message(entry: dict, index: int, error: Exception) -> str:
     """``cannot use <file>: <why>`` and what to do about it."""
     where = entry.get("path") or f"row {index} (in-memory data)"
     return (
-        f"cannot use {where}: {type(error).__name__}: {error}. Replace that file (recipes/prepare_data.py --verify "
-        "checks a dataset folder), or pass --data.skip-bad-files to drop unusable files with a count in the log"
+        f"cannot use {where}: {type(error).__name__}: {error}. Replace that file (for a paper dataset, "
+        f"`{VERIFY_COMMAND}` checks the whole folder; NAME: celeba, ffhq, imagenette or librispeech, DIR: its "
+        "--data.path), or pass --data.skip-bad-files to drop unusable files with a count in the log"
     )
 
 
@@ -73,7 +78,9 @@ class BatchPlan:
         return cls(global_batch, global_batch // per_step, num_processes, accumulation)
 
 
-def _mix(*values: int) -> int:
+def mix_seeds(*values: int) -> int:
+    """A 63-bit seed from integers (run seed, epoch, position, ...): a fixed LCG hash, the same on every platform and
+    process, so random draws depend only on these values."""
     state = 0x9E3779B97F4A7C15
     for value in values:
         state = (state * 6364136223846793005 + value + 1442695040888963407) % (1 << 63)
@@ -102,7 +109,7 @@ class TrainBatchSampler:
 
     def order(self) -> torch.Tensor:
         """The epoch's permutation of the dataset indices."""
-        return torch.randperm(self.size, generator=torch.Generator().manual_seed(_mix(self.seed, self.epoch)))
+        return torch.randperm(self.size, generator=torch.Generator().manual_seed(mix_seeds(self.seed, self.epoch)))
 
     def step_indices(self, step: int) -> list[int]:
         """Dataset indices of the whole global batch of ``step`` (of this epoch), all processes and micro-batches, in
@@ -117,13 +124,23 @@ class TrainBatchSampler:
             for micro in range(plan.accumulation):
                 offset = step * plan.global_batch + (micro * plan.num_processes + self.rank) * plan.micro_batch
                 positions = range(offset, offset + plan.micro_batch)
-                yield [(int(order[p]), _mix(self.seed, self.epoch, p)) for p in positions]
+                yield [(int(order[p]), mix_seeds(self.seed, self.epoch, p)) for p in positions]
 
 
 class EvalBatchSampler:
-    """Indices ``rank, rank + P, ...`` in batches of ``batch`` (the last may be short; none is padded)."""
+    """Indices ``rank, rank + P, ...`` in batches of ``batch`` (the last may be short; none is padded).
+
+    A split of fewer instances than processes is refused here: every process builds the sampler the same way before
+    any collective, so all of them stop together (a process without instances would leave the others waiting in the
+    reduction of the evaluation)."""
 
     def __init__(self, size: int, batch: int, num_processes: int, rank: int):
+        if size < num_processes:
+            raise ValueError(
+                f"the evaluation split has {size} instance(s), fewer than the {num_processes} process(es), so a "
+                "process would get none; evaluate with at most that many processes (accelerate launch "
+                f"--num_processes {max(size, 1)}) or a larger evaluation split"
+            )
         self.indices = list(range(rank, size, num_processes))
         self.batch = batch
 

@@ -30,6 +30,7 @@ from torch.utils.data import Dataset
 
 from ginr.config import DataConfig
 from ginr.data.layouts import existing_folder
+from ginr.data.loader import mix_seeds
 
 log = logging.getLogger(__name__)
 SPLIT_ALIASES = {"validation": "val", "valid": "val"}
@@ -123,13 +124,6 @@ def read_objects(config: DataConfig, split: str) -> list[ViewsObject]:
     return objects
 
 
-def _seed(*values: int) -> int:
-    state = 0x9E3779B97F4A7C15
-    for value in values:
-        state = (state * 6364136223846793005 + value + 1442695040888963407) % (1 << 63)
-    return state
-
-
 class ShapeNetViews(Dataset):
     """Training draws (``training``) or the evaluation list of one split; items as in the module docstring."""
 
@@ -162,7 +156,7 @@ class ShapeNetViews(Dataset):
         if self.redraw:
             generator.seed()
         else:
-            generator.manual_seed(seed if self.training and seed is not None else _seed(EVAL_SEED, index))
+            generator.manual_seed(seed if self.training and seed is not None else mix_seeds(EVAL_SEED, index))
         return obj, torch.randperm(count, generator=generator)[: self.support + self.query].tolist()
 
     def __getitem__(self, key) -> dict[str, dict[str, torch.Tensor]]:

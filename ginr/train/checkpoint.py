@@ -16,9 +16,7 @@ are read: nothing is unpickled.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import logging
 import os
 import random
 import shutil
@@ -29,15 +27,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ginr import hub
+from ginr.manifest import MANIFEST, PREFIX, CheckpointError, complete_checkpoints, latest, sha256, verify
 from ginr.pytree import flatten
-
-MANIFEST = "manifest.json"
-PREFIX = "step-"
-log = logging.getLogger(__name__)
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that is incomplete, tampered with or does not fit the run."""
 
 
 def folder_name(step: int) -> str:
@@ -50,14 +41,6 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ---- optimizer and RNG state as safetensors + JSON ---------------------------------------------------------------
@@ -189,7 +172,7 @@ def save(
         manifest = {}
         for path in files:
             _fsync(path)
-            manifest[str(path.relative_to(partial))] = {"bytes": path.stat().st_size, "sha256": _sha256(path)}
+            manifest[str(path.relative_to(partial))] = {"bytes": path.stat().st_size, "sha256": sha256(path)}
         (partial / MANIFEST).write_text(json.dumps({"step": step, "files": manifest}, indent=2))
         _fsync(partial / MANIFEST)
         for directory in {p.parent for p in files} | {partial}:
@@ -215,42 +198,6 @@ def prune(root: Path, keep: int, newest: Path) -> None:
 
 
 # ---- finding and loading -----------------------------------------------------------------------------------------
-
-
-def complete_checkpoints(run_dir: Path) -> list[Path]:
-    """Checkpoint folders of ``run_dir`` that have a manifest, oldest first."""
-    root = Path(run_dir) / "checkpoints"
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.glob(f"{PREFIX}*") if p.is_dir() and (p / MANIFEST).is_file())
-
-
-def verify(folder: Path) -> dict:
-    """Check every file of ``folder`` against its manifest; return the manifest or raise :class:`CheckpointError`."""
-    folder = Path(folder)
-    try:
-        manifest = json.loads((folder / MANIFEST).read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"{folder}: no readable {MANIFEST}; the checkpoint is incomplete") from error
-    for name, entry in manifest["files"].items():
-        path = folder / name
-        if not path.is_file():
-            raise CheckpointError(f"{path} is missing; the checkpoint is incomplete")
-        if path.stat().st_size != entry["bytes"] or _sha256(path) != entry["sha256"]:
-            raise CheckpointError(f"{path} does not match its checksum in {folder / MANIFEST}: truncated or modified")
-    return manifest
-
-
-def latest(run_dir: Path) -> Path | None:
-    """The newest checkpoint of ``run_dir`` that passes :func:`verify`; newer ones that fail are named in a warning
-    and passed over (partial folders of a killed save have no manifest and are not considered)."""
-    for folder in reversed(complete_checkpoints(run_dir)):
-        try:
-            verify(folder)
-            return folder
-        except CheckpointError as error:
-            log.warning("passing over %s: %s", folder.name, error)
-    return None
 
 
 def read_trainer_state(folder: Path) -> dict:
@@ -288,7 +235,9 @@ def restore(folder: Path, *, accelerator, module, optimizer, global_batch: int) 
     )
     check_optimizer_state(optimizer, optimizer_dict, folder / "optimizer.safetensors")
     ema_file = folder / "ema.safetensors"
-    ema = load_file(str(ema_file)) if ema_file.is_file() else None
+    ema = None
+    if ema_file.is_file():  # on the weights' device, where the average is updated
+        ema = {name: value.to(accelerator.device) for name, value in load_file(str(ema_file)).items()}
     if ema is not None:
         try:
             hub.check_structure(live, ema, str(ema_file), "this run's model")
@@ -303,17 +252,3 @@ def restore(folder: Path, *, accelerator, module, optimizer, global_batch: int) 
     optimizer.load_state_dict(optimizer_dict)
     set_rng_state(*rng)
     return state, ema
-
-
-def model_folder(source: str) -> str:
-    """Where the model of ``source`` lives: a run folder resolves to its newest complete checkpoint's ``model/``, a
-    checkpoint folder to its ``model/``; anything else (a model folder, a Hub repo id) is returned as is."""
-    path = Path(source)
-    if (path / "checkpoints").is_dir():
-        newest = latest(path)
-        if newest is None:
-            raise CheckpointError(f"{path} has no complete checkpoint")
-        path = newest
-    if (path / "model" / hub.CONFIG_NAME).is_file():
-        return str(path / "model")
-    return source

@@ -171,8 +171,10 @@ def measure_all(
     values, one of them ``count``), add the sums across processes and divide by the count; on the main process draw
     ``pictures`` of the first ``n_images`` instances of the first batch.
 
-    It runs on a fork of the torch RNG, so whatever it draws never shifts training's random streams (an evaluation at
-    the end of a stopped run is one an uninterrupted run does not make).
+    Every process's loader must give it at least one instance (:class:`ginr.data.EvalBatchSampler` refuses a split
+    smaller than the process count when it is built, before any collective). It runs on a fork of the torch RNG, so
+    whatever it draws never shifts training's random streams (an evaluation at the end of a stopped run is one an
+    uninterrupted run does not make).
     """
     devices = [accelerator.device] if accelerator.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
@@ -203,19 +205,13 @@ def _measure_all(loader, per_instance, pictures, accelerator, n_images) -> EvalR
     device = accelerator.device
     local = [sums[name].reshape(-1).to(device) for name in names]
     sizes = [t.numel() for t in local]
-    if local:
-        total = accelerator.reduce(torch.cat(local), reduction="sum")
-    else:
-        raise ValueError(
-            f"process {accelerator.process_index} got no evaluation instance: the evaluation split has fewer instances "
-            f"than the {accelerator.num_processes} processes; evaluate with fewer processes"
-        )
+    total = accelerator.reduce(torch.cat(local), reduction="sum")
     result, offset = {}, 0
     for name, size in zip(names, sizes):
         result[name] = total[offset : offset + size]
         offset += size
     count = float(result.pop("count"))
-    out = {name: float(value) / count for name, value in result.items() if value.numel() == 1}
+    out = {name: float(value) / count for name, value in result.items() if name != "inner_psnr"}
     for step, value in enumerate(result.get("inner_psnr", torch.zeros(0)).tolist()):
         out[f"inner_psnr/{step}"] = value / count
     out["count"] = int(count)

@@ -1,7 +1,7 @@
 """The training objectives (SPEC 4, 5.5, 5.6): encode, decode (and render), per-sample MSE.
 
-Every objective is ``objective(model, params, batch, *, epoch, ...)`` and returns ``loss`` (the batch mean), the
-per-instance ``mse`` (B,) and ``psnr``. Hypernetwork presets may train on jittered coordinates (SPEC 4.2) and on a
+:func:`objective_for` gives a run's objective, ``objective(model, params, batch, *, epoch)``, which returns ``loss``
+(the batch mean), the per-instance ``mse`` (B,) and ``psnr``. Hypernetwork presets may train on jittered coordinates (SPEC 4.2) and on a
 random subset of them (SPEC 4.3); the noise is drawn before the subset, on the signal's device, in training only.
 NeRFs train on a few rays of their query views, foreground first in the first epochs (SPEC 5.5).
 """
@@ -48,13 +48,12 @@ def reconstruction_objective(
     coord_range: tuple[float, float],
     coord_noise: bool = False,
     coord_subsample: float | None = None,
-    epoch: int = 0,
 ) -> dict[str, torch.Tensor]:
     """``loss`` = mean over the batch of each instance's MSE over its training coordinates, plus per-sample
     ``mse``/``psnr`` (detached) and, for meta-learned models, ``inner_mse`` (B, T).
 
-    ``signal`` is channels-last (B, *S, C). The encoder always sees the whole signal (and its full grid). ``epoch``
-    is part of the objectives' common signature; signals train the same way in every epoch.
+    ``signal`` is channels-last (B, *S, C). The encoder always sees the whole signal (and its full grid); signals
+    train the same way in every epoch.
     """
     shape = tuple(signal.shape[1:-1])
     coords = grid(shape, coord_range, device=signal.device)
@@ -97,17 +96,14 @@ def views_objective(
     *,
     render_config: RenderConfig,
     depth_range: tuple[float, float],
-    epoch: int,
+    foreground_first: bool,
 ) -> dict[str, torch.Tensor]:
     """NeRF training (SPEC 5.6): encode the support views, draw ``train_rays`` rays of the query views per object
-    (foreground first while ``epoch < foreground_first_epochs``, quirk 14), render them with jittered points, and
-    ``loss`` = mean over objects of each one's MSE over its rays' colours; ``mse``/``psnr`` per object."""
+    (foreground first in the first epochs, quirk 14), render them with jittered points, and ``loss`` = mean over
+    objects of each one's MSE over its rays' colours; ``mse``/``psnr`` per object."""
     encoding = model.encode(params, batch["support"], None, training=True)
     origins, directions, target = sample_rays(
-        batch["query"],
-        render_config.train_rays,
-        epoch < render_config.foreground_first_epochs,
-        "--render.train-rays",
+        batch["query"], render_config.train_rays, foreground_first, "--render.train-rays"
     )
     colours = render.render_rays(
         radiance_field(model, params, encoding.modulation),
@@ -121,20 +117,33 @@ def views_objective(
     return {"loss": mse.mean(), "mse": mse.detach(), "psnr": metrics.psnr(mse.detach())}
 
 
-def objective_for(config: Config) -> Callable[..., dict[str, torch.Tensor]]:
-    """The training objective of a run: :func:`views_objective` for multi-view data, :func:`reconstruction_objective`
-    otherwise, with the config's options bound."""
+def objective_for(config: Config, compile_mode: str = "off") -> Callable[..., dict[str, torch.Tensor]]:
+    """The training objective of a run, ``objective(model, params, batch, *, epoch)``: :func:`views_objective` for
+    multi-view data (foreground-first rays while ``epoch < render.foreground_first_epochs``),
+    :func:`reconstruction_objective` otherwise, with the config's options bound.
+
+    Unless ``compile_mode`` is "off", the objective runs through torch.compile in that mode with one graph per input
+    shape (the batch is fixed, so dynamic shapes gain nothing, and on torch 2.11 re-tracing the second-order
+    objective with them failed in Inductor). The epoch enters the compiled function only as the NeRF's
+    foreground-first flag: as a Python int, each new epoch would recompile it, and after 8 recompiles torch.compile
+    falls back to eager.
+    """
     if is_views(config.data):
-        return functools.partial(views_objective, render_config=config.render, depth_range=config.data.depth_range)
-    return functools.partial(
-        reconstruction_objective,
-        coord_range=config.data.coord_range,
-        coord_noise=config.train.coord_noise,
-        coord_subsample=config.train.coord_subsample,
-    )
+        core = functools.partial(views_objective, render_config=config.render, depth_range=config.data.depth_range)
+        first_epochs = config.render.foreground_first_epochs
+        schedule = lambda epoch: {"foreground_first": epoch < first_epochs}  # noqa: E731
+    else:
+        core = functools.partial(
+            reconstruction_objective,
+            coord_range=config.data.coord_range,
+            coord_noise=config.train.coord_noise,
+            coord_subsample=config.train.coord_subsample,
+        )
+        schedule = lambda epoch: {}  # noqa: E731
+    if compile_mode != "off":
+        core = torch.compile(core, mode=compile_mode, dynamic=False)
 
+    def objective(model: Model, params: dict, batch, *, epoch: int = 0) -> dict[str, torch.Tensor]:
+        return core(model, params, batch, **schedule(epoch))
 
-def compiled(objective: Callable[..., dict[str, torch.Tensor]], mode: str) -> Callable[..., dict[str, torch.Tensor]]:
-    """``objective`` through torch.compile in ``mode`` with one graph per input shape: the batch is fixed, so dynamic
-    shapes gain nothing, and on torch 2.11 re-tracing the second-order objective with them failed in Inductor."""
-    return torch.compile(objective, mode=mode, dynamic=False)
+    return objective
