@@ -87,6 +87,16 @@ def trainable(params: dict) -> dict[str, torch.Tensor]:
     return flatten(params)
 
 
+def assert_same_gradients(out: torch.Tensor, expected: torch.Tensor, x: torch.Tensor, params: dict) -> None:
+    """The gradients of a random projection of ``out`` and of ``expected`` agree, to the input and every weight."""
+    weights = torch.randn_like(out)
+    leaves = [x, *trainable(params).values()]
+    grads = torch.autograd.grad((out * weights).sum(), leaves)
+    expected_grads = torch.autograd.grad((expected * weights).sum(), leaves)
+    for name, a, b in zip(["x", *trainable(params)], grads, expected_grads):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=name)
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Forward against explicit math
 # ----------------------------------------------------------------------------------------------------------------------
@@ -102,13 +112,7 @@ def test_forward_matches_explicit_math_and_gradients(gelu, n_layer, n_head):
     expected = ref_forward(params, config, x)
     assert out.shape == (3, 7, 16)
     torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
-
-    weights = torch.randn_like(out)
-    leaves = [x, *trainable(params).values()]
-    grads = torch.autograd.grad((out * weights).sum(), leaves)
-    expected_grads = torch.autograd.grad((expected * weights).sum(), leaves)
-    for name, a, b in zip(["x", *trainable(params)], grads, expected_grads):
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=name)
+    assert_same_gradients(out, expected, x, params)
 
 
 @pytest.mark.parametrize("n_layer, keep", [(1, 1), (2, 3), (3, 7)])
@@ -124,12 +128,7 @@ def test_keep_last_equals_the_slice_of_the_full_pass_with_gradients(n_layer, kee
         expected = ref_forward(params, config, x)[:, -keep:]
         assert out.shape == (3, keep, 16)
         torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
-    weights = torch.randn_like(out)
-    leaves = [x, *trainable(params).values()]
-    grads = torch.autograd.grad((out * weights).sum(), leaves)
-    expected_grads = torch.autograd.grad((expected * weights).sum(), leaves)
-    for name, a, b in zip(["x", *trainable(params)], grads, expected_grads):
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=name)
+    assert_same_gradients(out, expected, x, params)
 
 
 def test_keep_last_skips_the_work_of_the_dropped_rows():
