@@ -1,8 +1,9 @@
 """Typed configuration: one frozen dataclass per concern.
 
 Every field is a command-line flag of ``recipes/train.py`` (through tyro), so the one-line docstring under each field
-is what ``--help`` prints. Defaults are the reference's dataclass defaults (SPEC.md section 1.1, 2.4); the paper's
-per-experiment values live in :mod:`ginr.presets`.
+is what ``--help`` prints. Defaults are the reference's dataclass defaults (SPEC.md section 1.1, 2.4) unless a
+field's docstring says otherwise (the model configs default to the paper's IPC layer); the paper's per-experiment
+values live in :mod:`ginr.presets`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import tyro
 FourierType = Literal["deterministic_transinr", "deterministic_transinr_nerf", "random_gaussian"]
 Activation = Literal["relu", "siren", "silu"]
 InitScheme = Literal["normal", "kaiming_uniform", "uniform_fan_in", "zero", "siren"]
-Precision = Literal["auto", "fp32", "tf32", "bf16", "fp16"]
+Precision = Literal["fp32", "tf32", "bf16", "fp16"]
 CompileMode = Literal["auto", "off", "default", "reduce-overhead", "max-autotune"]
 
 
@@ -81,7 +82,8 @@ class MetaINRConfig:
     rank: tuple[int, ...] = (256,)
     """Rank r of each modulated layer's instance factor V (fi x r); one value for all layers or one per layer."""
     modulated_layers: tuple[int, ...] | None = (1,)
-    """Hyponet layers whose weight is the instance pattern composer; None modulates every layer."""
+    """Hyponet layers whose weight is the instance pattern composer; None modulates every layer (the reference's
+    dataclass default; ginr's default is the paper's IPC layer)."""
     factorized: bool = True
     """W = V U with a shared U (ipc-meta); False adapts the full weight W = V (learned-init)."""
     n_inner_steps: int = 2
@@ -148,7 +150,8 @@ class HypernetINRConfig:
     """Weight tokens G per modulated layer (the rank of ipc-transinr's factor; clipped to the fan-out); one value for
     all layers or one per layer. fan_out must divide by G."""
     modulated_layers: tuple[int, ...] | None = (1,)
-    """Hyponet layers the hypernetwork modulates; None modulates every layer."""
+    """Hyponet layers the hypernetwork modulates; None modulates every layer (the reference's dataclass default;
+    ginr's default is the paper's IPC layer)."""
     factorized: bool = True
     """ipc-transinr: W = A U with a shared U, the base weight ignored. False: transinr, W = W_base * tile(A)."""
     vmap_chunk_size: int | None = None
@@ -254,7 +257,8 @@ class TrainConfig:
     max_steps: int | None = None
     """Stop after this many optimizer steps (None: train all epochs)."""
     eval_every: int = 1
-    """Evaluate on the held-out split every this many epochs (and always at the end)."""
+    """Evaluate on the held-out split after the first epoch and every this many epochs (as the reference), and at the
+    end."""
     eval_at_start: bool = True
     """Evaluate the untrained model before the first step."""
     checkpoint_every: int = 1
@@ -267,10 +271,10 @@ class TrainConfig:
     """Log training scalars every this many optimizer steps."""
     eval_batch_size: int | None = None
     """Global evaluation batch; None uses batch_size."""
-    precision: Precision = "auto"
-    """Arithmetic: fp32 (TF32 off, the reference's), tf32 matmuls, or bf16/fp16 autocast with fp32 master weights;
-    auto: bf16 on a CUDA GPU that has it (the precision protocol's measurement: README "Benchmarks"), else fp32.
-    The run's config.json records the choice made."""
+    precision: Precision = "fp32"
+    """Arithmetic: fp32 (TF32 off: the reference's, and the default by SPEC's fidelity policy), tf32 matmuls, or
+    bf16/fp16 autocast with fp32 master weights, losses and metrics. On a GPU, bf16 is the measured fast setting
+    (README "Benchmarks": its PSNR trajectory on par with fp32's for ipc-meta, not yet measured for the others)."""
     ema: float | None = None
     """Keep an exponential moving average of the weights with this decay (warmed up as (1+s)/(10+s)); None: off."""
     seed: int = 0

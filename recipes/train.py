@@ -114,8 +114,8 @@ def main(argv: list[str] | None = None) -> None:
         f"{accelerator.device.type}",
     )
 
-    def run_eval(at_step: int, final: bool = False) -> None:
-        """Evaluate (NeRF: the in-training estimate unless ``final``) and log."""
+    def run_eval(at_step: int, full: bool = False, final: bool = False) -> None:
+        """Evaluate and log; a NeRF renders full views when ``full`` or ``final``, else the in-training estimate."""
         holder.eval()
         rows = {"": holder.tree()}
         if ema is not None:
@@ -123,7 +123,9 @@ def main(argv: list[str] | None = None) -> None:
         done_before = sum(row["weights"] == "raw" for row in history)  # evaluations so far, resumed ones included
         with_images = done_before % train_cfg.image_every == 0 or final
         for suffix, weights in rows.items():
-            result = evaluate_config(config, model, weights, eval_loader, accelerator=accelerator, estimate=not final)
+            result = evaluate_config(
+                config, model, weights, eval_loader, accelerator=accelerator, estimate=not (full or final)
+            )
             tag = "eval" + (f"_{suffix}" if suffix else "")
             logger.scalars(tag, result.metrics, at_step)
             if with_images:
@@ -232,8 +234,8 @@ def main(argv: list[str] | None = None) -> None:
                     "img_per_s": images_per_s,
                     "skipped_steps": guard.skipped,
                 }
-                if "inner_mse" in logged:
-                    for t, value in enumerate((-10 * torch.log10(logged["inner_mse"])).tolist()):
+                if "inner_psnr" in logged:  # the mean of per-sample PSNRs, as train/psnr
+                    for t, value in enumerate(logged["inner_psnr"].tolist()):
                         scalars[f"inner_psnr/{t}"] = value
                 logger.scalars("train", scalars, step)
                 bar.set_postfix(
@@ -244,8 +246,10 @@ def main(argv: list[str] | None = None) -> None:
                 break
         epochs_done = step // steps_per_epoch
         if step % steps_per_epoch == 0 and step < total_steps:
-            if epochs_done % train_cfg.eval_every == 0:
-                run_eval(step)
+            if epochs_done == 1 or epochs_done % train_cfg.eval_every == 0:  # the reference's i == 0 too (SPEC 6.2)
+                run_eval(
+                    step, full=epochs_done == 1
+                )  # its first in-training NeRF evaluation renders in full (quirk 11)
             if epochs_done % train_cfg.checkpoint_every == 0:
                 save(step)
                 saved_at = step

@@ -318,7 +318,7 @@ def test_model_folder_with_wrong_dtypes_or_non_finite_weights_is_refused(tmp_pat
     [
         (lambda c: c["optim"].update(lr="fast"), r"optim.lr='fast': expected float"),
         (lambda c: c["model"].update(rank=[8.5]), r"model.rank\[0\]=8.5: expected int"),
-        (lambda c: c["train"].update(precision="fp8"), r"train.precision='fp8': choose one of \['auto', 'fp32'"),
+        (lambda c: c["train"].update(precision="fp8"), r"train.precision='fp8': choose one of \['fp32', 'tf32'"),
         (lambda c: c["optim"].update(lr=-1.0), r"--optim.lr=-1.0: must be > 0"),
         (lambda c: c.update(model_name="siren"), r"unknown model 'siren'; choose one of: ipc-meta"),
     ],

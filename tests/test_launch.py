@@ -67,7 +67,7 @@ def test_train_writes_checkpoints_events_and_the_eval_table(tmp_path, image_fold
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     saved = json.loads((run / "config.json").read_text())
     assert saved["model_name"] == "ipc-meta"
-    # "auto" precision and compile are recorded as what this (CPU) machine ran, so a resume elsewhere keeps them
+    # compile "auto" is recorded as what this (CPU) machine ran, so a resume elsewhere keeps it
     assert (saved["train"]["precision"], saved["train"]["compile"]) == ("fp32", "off")
     assert "fp32 on cpu" in result.stdout + result.stderr
     history = json.loads((run / "eval_metrics.json").read_text())
@@ -294,6 +294,18 @@ def test_two_processes_refuse_an_evaluation_split_smaller_than_the_process_count
     result = launch(tiny_train_flags(folder, tmp_path / "runs", "run"), config="cpu_2proc.yaml", status=1)
     assert "error: the evaluation split has 1 instance(s), fewer than the 2 process(es)" in result.stderr
     assert not (tmp_path / "runs" / "run" / "config.json").exists()
+
+
+def test_evaluations_follow_the_references_cadence(tmp_path, image_folder):
+    """--train.eval-every 2 over 3 epochs of 4 steps: before training, after the first epoch (the reference's epoch
+    index 0), after the second, and at the end."""
+    flags = tiny_train_flags(image_folder, tmp_path, "run")
+    flags[flags.index("--train.epochs") + 1] = "3"
+    flags[flags.index("--train.eval-every") + 1] = "2"
+    flags[flags.index("--train.checkpoint-every") + 1] = "3"
+    launch(flags)
+    history = json.loads((tmp_path / "run" / "eval_metrics.json").read_text())
+    assert [row["step"] for row in history] == [0, 4, 8, 12]
 
 
 def test_a_run_that_stops_keeps_the_evaluations_it_made(tmp_path, image_folder):

@@ -11,6 +11,7 @@ import torch
 from accelerate import Accelerator
 
 from ginr import presets
+from ginr.coords import grid
 from ginr.data import BatchPlan
 from ginr.models import build
 from ginr.module import ParamsModule
@@ -50,6 +51,25 @@ def step(module, optimizer, accelerator, micro_batches, max_grad_norm=None) -> S
 
 def weights(module) -> dict[str, torch.Tensor]:
     return {name: value.detach().clone() for name, value in module.state_dict().items()}
+
+
+def test_logged_inner_psnr_is_the_mean_of_per_sample_psnrs(accelerator):
+    """SPEC 4.4: the meta trainer logs, per inner step, the mean over samples of each sample's PSNR (not the PSNR of
+    the mean MSE, which is lower whenever the samples differ)."""
+    module, optimizer = make_run(accelerator)
+    model, params = module.model, module.tree()
+    micro_batches = batch(1)
+    with torch.no_grad():
+        per_sample = []
+        for signal in micro_batches:
+            coords = grid(tuple(signal.shape[1:-1]), (-1.0, 1.0))
+            inner_mse = model.encode(params, signal, coords, training=True).inner_mse
+            per_sample.append(-10 * torch.log10(inner_mse))
+    per_sample = torch.cat(per_sample)
+    result = step(module, optimizer, accelerator, micro_batches)
+    torch.testing.assert_close(result.metrics["inner_psnr"], per_sample.mean(dim=0), rtol=1e-5, atol=1e-5)
+    psnr_of_mean_mse = -10 * torch.log10((10 ** (-per_sample / 10)).mean(dim=0))
+    assert (result.metrics["inner_psnr"] > psnr_of_mean_mse + 1e-3).all()
 
 
 def test_a_nan_in_the_data_skips_the_step_and_leaves_weights_and_optimizer_untouched(accelerator):

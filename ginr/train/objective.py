@@ -50,7 +50,8 @@ def reconstruction_objective(
     coord_subsample: float | None = None,
 ) -> dict[str, torch.Tensor]:
     """``loss`` = mean over the batch of each instance's MSE over its training coordinates, plus per-sample
-    ``mse``/``psnr`` (detached) and, for meta-learned models, ``inner_mse`` (B, T).
+    ``mse``/``psnr`` (detached) and, for meta-learned models, the per-sample ``inner_psnr`` (B, T) of each inner step
+    (averaged over samples when logged, as the reference's meta trainer does: SPEC 4.4).
 
     ``signal`` is channels-last (B, *S, C). The encoder always sees the whole signal (and its full grid); signals
     train the same way in every epoch.
@@ -67,7 +68,7 @@ def reconstruction_objective(
     mse = metrics.mse_per_sample(pred, target)
     out = {"loss": mse.mean(), "mse": mse.detach(), "psnr": metrics.psnr(mse.detach())}
     if encoding.inner_mse is not None:
-        out["inner_mse"] = encoding.inner_mse.detach()
+        out["inner_psnr"] = metrics.psnr(encoding.inner_mse.detach())
     return out
 
 

@@ -19,7 +19,7 @@ import torch
 from ginr.data import BatchPlan
 from ginr.pytree import to_device
 
-LOGGED = ("psnr", "mse", "inner_mse")
+LOGGED = ("psnr", "mse", "inner_psnr")
 
 
 @dataclasses.dataclass
@@ -27,7 +27,7 @@ class StepResult:
     """What one call of :func:`train_step` did; the same on every process except ``metrics``."""
 
     metrics: dict[str, torch.Tensor]
-    """Means over this process's micro-batches of the objective's ``psnr``, ``mse``, ``inner_mse`` (not reduced)."""
+    """Means over this process's samples of the objective's ``psnr``, ``mse``, ``inner_psnr`` (not reduced)."""
     bad_positions: list[int]
     """Positions in the global batch (``(a P + rank) b + j``, all processes) whose loss was not finite."""
     gradients_finite: bool
