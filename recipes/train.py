@@ -246,10 +246,10 @@ def main(argv: list[str] | None = None) -> None:
                 break
         epochs_done = step // steps_per_epoch
         if step % steps_per_epoch == 0 and step < total_steps:
-            if epochs_done == 1 or epochs_done % train_cfg.eval_every == 0:  # the reference's i == 0 too (SPEC 6.2)
-                run_eval(
-                    step, full=epochs_done == 1
-                )  # its first in-training NeRF evaluation renders in full (quirk 11)
+            # after the first epoch too, as the reference's i == 0 (SPEC 6.2), whose NeRF evaluation renders in full
+            # (quirk 11); then every eval_every epochs
+            if epochs_done == 1 or epochs_done % train_cfg.eval_every == 0:
+                run_eval(step, full=epochs_done == 1)
             if epochs_done % train_cfg.checkpoint_every == 0:
                 save(step)
                 saved_at = step
