@@ -37,10 +37,10 @@ def fail(message: str, status: int = 2) -> None:
     raise SystemExit(status)
 
 
-REFUSALS = (ValueError, FileNotFoundError, CheckpointError)
+REFUSALS = (ValueError, FileNotFoundError, FileExistsError, CheckpointError)
 """What the recipes refuse with ``error: ...`` and status 2 instead of a traceback: bad flags and values (a
-:class:`ginr.hub.ModelFileError` is a ValueError too), data that is not where the config says, and checkpoints that
-are incomplete or do not fit."""
+:class:`ginr.hub.ModelFileError` is a ValueError too), data that is not where the config says, a run folder that
+already holds a run, and checkpoints that are incomplete or do not fit."""
 
 
 @contextlib.contextmanager

@@ -68,7 +68,8 @@ REFERENCE = {
     ("ipc-meta", "imagenette178", "cpu", 2): 0.27,
     ("ipc-transinr", "celeba178", "cpu", 2): 0.43,
 }
-# Measured for this project: the reference's NeRF, (model, data, support views, batch) -> (objects/s, rays/s, peak GiB) on an H200, fp32.
+# Measured for this project: the reference's NeRF, (model, data, support views, batch) -> (objects/s, rays/s,
+# peak GiB) on an H200, fp32.
 REFERENCE_VIEWS = {
     ("ipc-transinr", "shapenet-cars", 1, 8): (168.9, 21620, 3.9),
     ("ipc-transinr", "shapenet-cars", 1, 32): (209.4, 26809, 13.9),

@@ -48,14 +48,12 @@ def main(argv: list[str] | None = None) -> None:
     config = dataclasses.replace(config, train=setup.resolve_auto(config.train))
     accelerator = setup.make_accelerator(config.train)
     train_cfg = config.train
-    try:
+    with cli.refusals():
         plan = BatchPlan.derive(train_cfg.batch_size, accelerator.num_processes, train_cfg.grad_accumulation)
         run_dir = setup.run_folder(config, resume, accelerator)
         latest = checkpoint.latest(run_dir) if resume is not None else None
         if resume is not None and latest is None:
             raise ValueError(f"--resume {run_dir}: no complete and intact checkpoint in {run_dir / 'checkpoints'}")
-    except (ValueError, FileExistsError) as error:
-        cli.fail(str(error))
 
     # ---- data -------------------------------------------------------------------------------------------------
     with cli.refusals():

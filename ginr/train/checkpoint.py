@@ -238,7 +238,6 @@ def restore(folder: Path, *, accelerator, module, optimizer, global_batch: int) 
     ema = None
     if ema_file.is_file():  # on the weights' device, where the average is updated
         ema = {name: value.to(accelerator.device) for name, value in load_file(str(ema_file)).items()}
-    if ema is not None:
         try:
             hub.check_structure(live, ema, str(ema_file), "this run's model")
         except hub.ModelFileError as error:

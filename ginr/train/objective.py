@@ -1,8 +1,9 @@
 """The training objectives (SPEC 4, 5.5, 5.6): encode, decode (and render), per-sample MSE.
 
 :func:`objective_for` gives a run's objective, ``objective(model, params, batch, *, epoch)``, which returns ``loss``
-(the batch mean), the per-instance ``mse`` (B,) and ``psnr``. Hypernetwork presets may train on jittered coordinates (SPEC 4.2) and on a
-random subset of them (SPEC 4.3); the noise is drawn before the subset, on the signal's device, in training only.
+(the batch mean), the per-instance ``mse`` (B,) and ``psnr``. Hypernetwork presets may train on jittered
+coordinates (SPEC 4.2) and on a random subset of them (SPEC 4.3); the noise is drawn before the subset, on the
+signal's device, in training only.
 NeRFs train on a few rays of their query views, foreground first in the first epochs (SPEC 5.5).
 """
 

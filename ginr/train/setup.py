@@ -33,8 +33,8 @@ def resolve_auto(train: config_lib.TrainConfig) -> config_lib.TrainConfig:
 
 
 def make_accelerator(train: config_lib.TrainConfig) -> Accelerator:
-    """An Accelerator for ``train.precision`` (made concrete by :func:`resolve_auto`); TF32 matmuls only for
-    ``tf32`` (fp32 is the reference's arithmetic). Without an accelerator (or with ``train.cpu``) it runs on the CPU, several processes over gloo.
+    """An Accelerator for ``train.precision``; TF32 matmuls only for ``tf32`` (fp32 is the reference's arithmetic).
+    Without an accelerator (or with ``train.cpu``) it runs on the CPU, several processes over gloo.
 
     Every process seeds torch, numpy and Python with ``seed + process index`` (weights and data order are seeded
     separately from ``seed`` alone, so they are the same on every process).
