@@ -102,3 +102,36 @@ def test_inner_psnr_is_reported_per_step_only(tiny, accelerator, n_steps):
     metrics = evaluate(model, params, loader, accelerator=accelerator, coord_range=(-1.0, 1.0), n_steps=n_steps)
     inner = sorted(name for name in metrics.metrics if name.startswith("inner_psnr"))
     assert inner == [f"inner_psnr/{t}" for t in range(n_steps)]  # no bare inner_psnr beside inner_psnr/0
+
+
+@pytest.mark.parametrize("signal_shape", [(6, 6, 3), (40, 1)], ids=["image", "audio"])
+def test_metrics_are_means_of_per_instance_values_on_unclamped_outputs(accelerator, signal_shape):
+    """Quirk 23 and SPEC 4.4: psnr is the mean over instances of -10 log10(instance MSE), measured on the raw
+    outputs; an output bias of 2 puts them far outside [0, 1], where a clamp would change every figure."""
+    config = presets.resolve("ipc-meta", "photos")
+    *shape, channels = signal_shape
+    hyponet = dataclasses.replace(
+        config.model.hyponet,
+        input_dim=len(shape),
+        output_dim=channels,
+        output_bias=2.0,
+        hidden_dim=(8,),
+        fourier=dataclasses.replace(config.model.hyponet.fourier, dim=4 * len(shape)),
+    )
+    model = build(config.model_name, dataclasses.replace(config.model, hyponet=hyponet, rank=(8,)))
+    params = model.init(torch.Generator().manual_seed(0))
+    signal = torch.rand(5, *signal_shape, generator=torch.Generator().manual_seed(1))
+    result = evaluate(model, params, [signal[:3], signal[3:]], accelerator=accelerator, coord_range=(-1.0, 1.0))
+
+    axes = torch.meshgrid(*[(torch.arange(n) + 0.5) / n * 2 - 1 for n in shape], indexing="ij")  # pixel centres
+    coords = torch.stack(axes, -1)
+    with torch.enable_grad():
+        modulation = model.encode(params, signal, coords, training=False).modulation
+    pred = model.decode(params, modulation, coords.reshape(-1, len(shape))).detach().reshape(signal.shape)
+    assert pred.min() > 1.0  # far outside the signal's range
+    mse = ((pred - signal) ** 2).reshape(5, -1).mean(1)
+    assert result.metrics["psnr"] == pytest.approx((-10 * torch.log10(mse)).mean().item(), rel=1e-5)
+    assert result.metrics["mse"] == pytest.approx(mse.mean().item(), rel=1e-5)
+    clamped = ((pred.clamp(0, 1) - signal) ** 2).reshape(5, -1).mean(1)
+    assert abs((-10 * torch.log10(clamped)).mean().item() - result.metrics["psnr"]) > 1.0  # a clamp would show
+    assert result.metrics["count"] == 5

@@ -83,3 +83,19 @@ def test_explicit_compile_is_kept(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     train = dataclasses.replace(presets.resolve("ipc-meta", "photos").train, precision="bf16", compile="off")
     assert setup.resolve_auto(train) == train
+
+
+@pytest.mark.parametrize("precision, tf32", [("fp32", False), ("tf32", True)])
+def test_tf32_matmuls_only_when_asked(precision, tf32):
+    """Quirk 6 / SPEC 0: fp32 runs the reference's arithmetic with TF32 off; ``tf32`` turns it on for matmuls and
+    convolutions. Each case starts from the opposite setting, so neither can pass by leaving the flags alone."""
+    matmul, cudnn, threads = torch.backends.cuda.matmul, torch.backends.cudnn, torch.get_num_threads()
+    saved = matmul.allow_tf32, cudnn.allow_tf32
+    matmul.allow_tf32 = cudnn.allow_tf32 = not tf32
+    train = dataclasses.replace(presets.resolve("ipc-meta", "photos").train, precision=precision, cpu=True)
+    try:
+        setup.make_accelerator(train)
+        assert (matmul.allow_tf32, cudnn.allow_tf32) == (tf32, tf32)
+    finally:
+        matmul.allow_tf32, cudnn.allow_tf32 = saved
+        torch.set_num_threads(threads)
