@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from test_hypernet import CASES, naive_model
 
 from ginr import presets
 from ginr.models import build
@@ -126,3 +127,61 @@ def test_hypernet_reference_layout(model_name, data, millions):
         assert state["latent_mapping.pos_emb_latent"].shape[0] == 1
     again = from_reference(state, model)
     assert again.keys() == params.keys() and all(again[k].shape == params[k].shape for k in params)
+
+
+def naive_params_from_reference_names(state: dict, config) -> dict:
+    """The reference's tensors placed by hand, from SPEC 2.1-2.2's names, where test_hypernet's naive model reads
+    them: independent of ``ginr.reference``'s rules."""
+    linear = lambda name: {"weight": state[f"{name}.weight"], "bias": state[f"{name}.bias"]}  # noqa: E731
+    blocks = {}
+    for i in range(config.transformer.n_layer):
+        block = f"transformer.blocks.{i}"
+        blocks[str(i)] = {
+            "ln1": linear(f"{block}.ln1"),
+            "ln2": linear(f"{block}.ln2"),
+            "attn": {name: linear(f"{block}.attn.{name}") for name in ("query", "key", "value", "proj")},
+            "mlp": {"fc1": linear(f"{block}.mlp.0"), "fc2": linear(f"{block}.mlp.2")},
+        }
+    layers = {}
+    for k in range(config.hyponet.n_layer):
+        matrix = state[f"hyponet.params_dict.linear_wb{k}"]
+        layers[str(k)] = {"weight": matrix[:-1], "bias": matrix[-1]}
+    modulated = range(config.hyponet.n_layer) if config.modulated_layers is None else config.modulated_layers
+    return {
+        "tokens": {
+            "position": state["latent_mapping.pos_emb_latent"][0],
+            "linear": linear("latent_mapping.latent_mapping"),
+        },
+        "transformer": {"blocks": blocks},
+        "hyponet": {"fourier": {"frequencies": state["hyponet.ff_linear"]}, "layers": layers},
+        "weight_tokens": state["weight_groups.weight_groups"],
+        "heads": {
+            str(k): {
+                "norm": linear(f"group_modulation_postfc.linear_wb{k}.0"),
+                "linear": linear(f"group_modulation_postfc.linear_wb{k}.1"),
+            }
+            for k in modulated
+        },
+        "factors": {
+            "shared": {str(k): state[f"shared_factor.linear_wb{k}"][0] for k in modulated if config.factorized}
+        },
+    }
+
+
+@pytest.mark.parametrize("case", ["ipc-image", "transinr-image", "ipc-audio-reflect"])
+def test_hypernet_import_gives_the_reference_outputs(case):
+    """A reference-named state dict of random values (LayerNorms included, so swapping ln1 and ln2, or the query and
+    key projections, changes the output) imports to the model the reference computes (SPEC fidelity: within 1e-5)."""
+    config, shape = CASES[case]
+    model = build("ipc-transinr" if config.factorized else "transinr", config)
+    generator = torch.Generator().manual_seed(0)
+    state = {
+        rule.reference: torch.randn(rule.shape, generator=generator, dtype=torch.float64) for rule in rules_for(model)
+    }
+    state["hyponet.ff_linear"] = state["hyponet.ff_linear"].abs()
+    params = unflatten(from_reference(state, model))
+    signal = torch.rand(2, *shape, config.hyponet.output_dim, generator=generator, dtype=torch.float64)
+    coords = torch.rand(20, len(shape), generator=generator, dtype=torch.float64) * 2 - 1
+    ours = model.decode(params, model.encode(params, signal, None, training=False).modulation, coords)
+    expected = naive_model(naive_params_from_reference_names(state, config), config, signal, coords)
+    torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-8)
