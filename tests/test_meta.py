@@ -185,11 +185,10 @@ def rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).norm() / b.norm()).item()
 
 
-# The library computes the inner MSE in fp32 (``.float()`` in ``MetaINR.adapt``) even for fp64 params, so the fp64
-# comparisons below agree only to fp32 rounding of the residual (~1e-8 relative); see
-# test_float64_inner_loop_keeps_float64_precision for the fp64-exact check.
-RTOL, ATOL = 1e-6, 1e-9
-GRAD_TOL = 1e-6
+# fp64 throughout (the inner MSE stays fp64: metrics cast to *at least* fp32), so library and naive reference agree
+# to fp64 rounding, ~1e-15 relative; the tolerances leave room for different reduction orders only.
+RTOL, ATOL = 1e-10, 1e-12
+GRAD_TOL = 1e-10
 
 
 @pytest.fixture(scope="module")
@@ -372,9 +371,8 @@ def test_vmap_chunking_matches_unchunked(coords, chunk):
     signal = make_signal()
     loss, enc, pred = lib_outer(plain, params, signal, coords)
     loss_c, enc_c, pred_c = lib_outer(chunked, params, signal, coords)
-    # (the fp32 inner MSE makes a different reduction order visible at fp32 rounding level, hence not 1e-15)
     torch.testing.assert_close(enc_c.modulation["1"], enc.modulation["1"], rtol=RTOL, atol=ATOL)
-    torch.testing.assert_close(enc_c.inner_mse, enc.inner_mse, rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close(enc_c.inner_mse, enc.inner_mse, rtol=RTOL, atol=ATOL)
     torch.testing.assert_close(pred_c, pred, rtol=RTOL, atol=ATOL)
     torch.testing.assert_close(loss_c, loss, rtol=RTOL, atol=ATOL)
     assert_grads_close(grads_of(loss_c, params), grads_of(loss, params), GRAD_TOL)
@@ -382,11 +380,8 @@ def test_vmap_chunking_matches_unchunked(coords, chunk):
 
 def test_float64_inner_loop_keeps_float64_precision(coords):
     """With fp64 params and signal the whole inner loop should run in fp64: the adapted factors and the second-order
-    outer gradients then match the fp64 reference, and chunked vmap matches unchunked, to ~1e-15 relative.
-
-    Fails while ``MetaINR.adapt``'s inner loss casts the prediction and target with ``.float()``, which down-casts
-    fp64 to fp32 (an up-cast to at least fp32 was presumably meant); with that cast removed the differences below
-    are ~1e-16.
+    outer gradients then match the fp64 reference, and chunked vmap matches unchunked, to ~1e-15 relative (an inner
+    loss cast to fp32 would leave ~1e-8).
     """
     model = build("ipc-meta", ipc_config())
     chunked = build("ipc-meta", ipc_config(vmap_chunk_size=1))
