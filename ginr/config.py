@@ -266,7 +266,8 @@ class TrainConfig:
     keep_checkpoints: int = 3
     """Keep the newest this many checkpoints (the newest complete one is never removed)."""
     image_every: int = 1
-    """Log reconstruction images every this many evaluations."""
+    """Log reconstruction images with the evaluations before the first step, after the first epoch, at every
+    multiple of this many epochs (the reference's test_imlog_freq) and at the end."""
     log_every: int = 10
     """Log training scalars every this many optimizer steps."""
     eval_batch_size: int | None = None

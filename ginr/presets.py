@@ -78,9 +78,8 @@ def _train(epochs: int, cadence: tuple[int, int, int], **extra) -> TrainConfig:
     """The reference's (save_ckpt_freq, test_freq, test_imlog_freq) in epochs, at the global batch 16."""
     checkpoint, test, images = cadence
     return TrainConfig(
-        batch_size=16, epochs=epochs, checkpoint_every=checkpoint, eval_every=test, image_every=max(1, images // test),
-        **extra,
-    )  # fmt: skip
+        batch_size=16, epochs=epochs, checkpoint_every=checkpoint, eval_every=test, image_every=images, **extra
+    )
 
 
 def _hyponet(data: str, sigma: float) -> HyponetConfig:

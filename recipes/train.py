@@ -24,7 +24,7 @@ from ginr import cli, hub, models
 from ginr.data import BatchPlan, EvalBatchSampler, TrainBatchSampler, eval_dataset, make_loader, train_dataset
 from ginr.module import ParamsModule
 from ginr.pytree import unflatten
-from ginr.train import checkpoint, schedule, setup
+from ginr.train import cadence, checkpoint, schedule, setup
 from ginr.train.checkpoint import CheckpointError
 from ginr.train.ema import init_ema, update_ema
 from ginr.train.evaluate import evaluate_config
@@ -118,8 +118,7 @@ def main(argv: list[str] | None = None) -> None:
         rows = {"": holder.tree()}
         if ema is not None:
             rows["ema"] = unflatten(ema)
-        done_before = sum(row["weights"] == "raw" for row in history)  # evaluations so far, resumed ones included
-        with_images = done_before % train_cfg.image_every == 0 or final
+        with_images = final or cadence.logs_images(at_step // steps_per_epoch, train_cfg)
         for suffix, weights in rows.items():
             result = evaluate_config(
                 config, model, weights, eval_loader, accelerator=accelerator, estimate=not (full or final)
@@ -244,11 +243,9 @@ def main(argv: list[str] | None = None) -> None:
                 break
         epochs_done = step // steps_per_epoch
         if step % steps_per_epoch == 0 and step < total_steps:
-            # after the first epoch too, as the reference's i == 0 (SPEC 6.2), whose NeRF evaluation renders in full
-            # (quirk 11); then every eval_every epochs
-            if epochs_done == 1 or epochs_done % train_cfg.eval_every == 0:
+            if cadence.evaluates(epochs_done, train_cfg):  # the first one's NeRF evaluation renders in full (quirk 11)
                 run_eval(step, full=epochs_done == 1)
-            if epochs_done % train_cfg.checkpoint_every == 0:
+            if cadence.checkpoints(epochs_done, train_cfg):
                 save(step)
                 saved_at = step
     bar.close()

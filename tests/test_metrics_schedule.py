@@ -9,9 +9,11 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
+from ginr import presets
 from ginr.config import OptimConfig
 from ginr.coords import grid
 from ginr.metrics import mse_per_sample, psnr, ssim_per_sample
+from ginr.train import cadence
 from ginr.train.schedule import learning_rate
 
 
@@ -73,3 +75,35 @@ def test_cosine_to_min_lr():
     assert learning_rate(50, optim, 10, 100) == pytest.approx(0.5)
     assert learning_rate(100, optim, 10, 100) == pytest.approx(0.0, abs=1e-12)
     assert learning_rate(25, optim, 10, 100) == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
+
+
+# (test_freq, test_imlog_freq) of the reference's configs (SPEC 9.1-9.4)
+REFERENCE_FREQUENCIES = {
+    ("ipc-transinr", "celeba178"): (5, 5),
+    ("ipc-transinr", "imagenette178"): (10, 50),
+    ("ipc-transinr", "ffhq512"): (10, 50),
+    ("transinr", "ffhq512"): (10, 20),
+    ("ipc-transinr", "librispeech1s"): (10, 10),
+    ("ipc-meta", "ffhq256"): (10, 20),
+    ("learned-init", "imagenette178"): (10, 50),
+    ("ipc-transinr", "shapenet-cars"): (20, 100),
+}
+
+
+@pytest.mark.parametrize("model, data", list(REFERENCE_FREQUENCIES))
+def test_evaluations_and_their_images_fall_on_the_references_epochs(model, data):
+    """SPEC 6.2 with e = i + 1: evaluate when i == 0 or e % test_freq == 0; log that evaluation's images when
+    e % 10 == 1 or e % test_imlog_freq == 0 (a NeRF: e % 10 == 0 and e % test_imlog_freq == 0). ginr adds images
+    before the first step, after a NeRF's first epoch, and at the end."""
+    train = presets.resolve(model, data).train
+    test_freq, imlog = REFERENCE_FREQUENCIES[(model, data)]
+    nerf = data.startswith("shapenet")
+    for epoch in range(1, train.epochs):
+        evaluates = epoch == 1 or epoch % test_freq == 0
+        if nerf:
+            images = evaluates and (epoch % 10 == 0 and epoch % imlog == 0 or epoch == 1)
+        else:
+            images = evaluates and (epoch % 10 == 1 or epoch % imlog == 0)
+        assert cadence.evaluates(epoch, train) == evaluates, epoch
+        assert (cadence.evaluates(epoch, train) and cadence.logs_images(epoch, train)) == images, epoch
+    assert cadence.logs_images(0, train)  # the evaluation before the first step

@@ -63,7 +63,7 @@ def test_nerf_presets(model_name, data, repeat, epochs, views):
         )
     train = config.train
     assert (train.batch_size, train.epochs, train.eval_every, train.checkpoint_every, train.image_every) == (
-        32, epochs, 20, 100, 5
+        32, epochs, 20, 100, 100
     )  # fmt: skip
     assert config.optim.lr == 1e-4 and config.optim.min_lr is None
     assert (config.data.support_views, config.data.query_views, config.data.train_repeat) == (views, 1, repeat)
