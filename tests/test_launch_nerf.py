@@ -22,7 +22,7 @@ TINY_NERF = [
     "--model.n-weight-tokens", "8", "--data.train-views", "6", "--data.eval-draws", "2", "--data.num-workers", "0",
     "--render.points-per-ray", "8", "--render.train-rays", "32", "--render.eval-rays", "16",
     "--render.chunk-rays", "100", "--render.foreground-first-epochs", "1", "--train.batch-size", "3",
-    "--train.epochs", "2", "--train.eval-every", "1", "--train.checkpoint-every", "2", "--train.image-every", "1",
+    "--train.epochs", "3", "--train.eval-every", "1", "--train.checkpoint-every", "2", "--train.image-every", "1",
     "--train.log-every", "1", "--train.ema", "0.9",
 ]  # fmt: skip
 
@@ -44,12 +44,12 @@ def nerf_run(tmp_path_factory, shapenet_folder) -> Path:
 
 def test_a_nerf_trains_with_estimates_and_ends_with_a_full_evaluation(nerf_run):
     """3 objects x repeat 2 / batch 3 = 2 steps per epoch; a ray-sampled estimate at step 0, full renders of every
-    (test object, draw) after the first epoch, as the reference's epoch index 0 (quirk 11), and at the end: 2 objects
-    x 2 draws; the EMA weights too (quirk 12)."""
+    (test object, draw) after the first epoch, as the reference's epoch index 0, an estimate again after epoch 2
+    (quirk 11), and full renders at the end: 2 objects x 2 draws; the EMA weights too (quirk 12)."""
     history = json.loads((nerf_run / "eval_metrics.json").read_text())
     assert [(row["step"], row["weights"], "psnr" in row, "psnr_estimate" in row) for row in history] == [
         (0, "raw", False, True), (0, "ema", False, True), (2, "raw", True, False), (2, "ema", True, False),
-        (4, "raw", True, False), (4, "ema", True, False),
+        (4, "raw", False, True), (4, "ema", False, True), (6, "raw", True, False), (6, "ema", True, False),
     ]  # fmt: skip
     assert all(row["count"] == 4 for row in history) and history[-1]["psnr"] > 0
     events = EventAccumulator(str(nerf_run / "tensorboard"), size_guidance={"images": 0}).Reload().Tags()
