@@ -15,7 +15,7 @@ import tyro
 from ginr import config as config_lib
 from ginr import hub, presets
 from ginr.config import MetaINRConfig
-from ginr.data import is_views, signal_shape
+from ginr.data import BadFileError, is_views, signal_shape
 from ginr.data.catalog import DATA
 from ginr.manifest import CheckpointError
 from ginr.models import MODEL_NAMES, build, model_config_type
@@ -37,10 +37,11 @@ def fail(message: str, status: int = 2) -> None:
     raise SystemExit(status)
 
 
-REFUSALS = (ValueError, FileNotFoundError, FileExistsError, CheckpointError)
+REFUSALS = (ValueError, FileNotFoundError, FileExistsError, CheckpointError, BadFileError)
 """What the recipes refuse with ``error: ...`` and status 2 instead of a traceback: bad flags and values (a
-:class:`ginr.hub.ModelFileError` is a ValueError too), data that is not where the config says, a run folder that
-already holds a run, and checkpoints that are incomplete or do not fit."""
+:class:`ginr.hub.ModelFileError` is a ValueError too), data that is not where the config says or a data file that
+cannot be read (found while building a cache), a run folder that already holds a run, and checkpoints that are
+incomplete or do not fit."""
 
 
 @contextlib.contextmanager

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import torch
 import tyro
@@ -56,15 +57,18 @@ def main(args: Args) -> None:
         dataset = eval_dataset(data, args.split)
         sampler = EvalBatchSampler(len(dataset), args.batch_size, 1, 0)
     loader = make_loader(dataset, sampler, data.num_workers)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     parts: dict[str, list[torch.Tensor]] = {}
     psnrs = []
-    for signal in tqdm(loader, desc="encoding"):
-        modulation = inference.encode(loaded.model, loaded.params, signal, data.coord_range, args.n_steps).modulation
-        shape = tuple(signal.shape[1:-1])
-        pred = inference.decode(loaded.model, loaded.params, modulation, shape, data.coord_range)
-        psnrs.append(metrics.psnr(metrics.mse_per_sample(pred, signal)))
-        for name, value in flatten(modulation).items():
-            parts.setdefault(f"modulation.{name}", []).append(value)
+    with cli.refusals(status=1):  # a data file that cannot be read, found while encoding
+        for signal in tqdm(loader, desc="encoding"):
+            encoding = inference.encode(loaded.model, loaded.params, signal, data.coord_range, args.n_steps)
+            modulation = encoding.modulation
+            shape = tuple(signal.shape[1:-1])
+            pred = inference.decode(loaded.model, loaded.params, modulation, shape, data.coord_range)
+            psnrs.append(metrics.psnr(metrics.mse_per_sample(pred, signal)))
+            for name, value in flatten(modulation).items():
+                parts.setdefault(f"modulation.{name}", []).append(value)
     tensors = {name: torch.cat(values).contiguous() for name, values in parts.items()}
     tensors["psnr"] = torch.cat(psnrs)
     tensors["index"] = torch.arange(len(dataset))

@@ -68,10 +68,12 @@ def main(args: Args) -> None:
     loader = make_loader(dataset, sampler, data.num_workers)
     params = tree_map(lambda t: t.detach().to(accelerator.device), loaded.params)
     config = dataclasses.replace(loaded.config, data=data)
-    result = evaluate_config(config, loaded.model, params, loader, accelerator=accelerator, n_steps=args.n_steps)
+    with cli.refusals(status=1):  # a data file that cannot be read, found while measuring
+        result = evaluate_config(config, loaded.model, params, loader, accelerator=accelerator, n_steps=args.n_steps)
     row = {"model": source, "split": args.split or data.eval_split, **result.metrics}
     accelerator.print(table([row], list(row)))
     if args.out and accelerator.is_main_process:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(row, indent=2))
 
 

@@ -63,6 +63,15 @@ def inputs(path: Path) -> list[Path]:
     return [path]
 
 
+def read_signal(transform, path: Path) -> torch.Tensor:
+    """One file through the model's evaluation transform: (1, *S, C); a file that cannot be read is a ValueError
+    naming it."""
+    try:
+        return transform({"path": str(path), "bytes": None}, None)[None]
+    except (OSError, RuntimeError, ValueError) as error:  # PIL, soundfile and the transforms' own checks
+        raise ValueError(f"cannot read {path}: {type(error).__name__}: {error}") from error
+
+
 def encode_refined(loaded, signal: torch.Tensor, steps: int, lr: float):
     """The model's encoding, refined by ``steps`` of test-time optimisation, and the PSNR after each step."""
     coord_range = loaded.config.data.coord_range
@@ -121,11 +130,14 @@ def main(args: Args) -> None:
         return
     audio = source.is_file() and source.suffix.lower() in AUDIO_EXTENSIONS
     with cli.refusals():
+        if args.scale <= 0:
+            raise ValueError(f"--scale {args.scale} must be > 0")
         files = [source] if audio else inputs(source)
     out.mkdir(parents=True, exist_ok=True)
     transform = signal_transform(data, "audio" if audio else "image", training=False)
     for path in files:
-        signal = transform({"path": str(path), "bytes": None}, None)[None]
+        with cli.refusals():
+            signal = read_signal(transform, path)
         modulation = encode_refined(loaded, signal, args.steps, args.lr)
         shape = tuple(signal.shape[1:-1])
         same = inference.decode(loaded.model, loaded.params, modulation, shape, data.coord_range)

@@ -21,7 +21,15 @@ import torch
 from tqdm.auto import tqdm
 
 from ginr import cli, hub, models
-from ginr.data import BatchPlan, EvalBatchSampler, TrainBatchSampler, eval_dataset, make_loader, train_dataset
+from ginr.data import (
+    BadFileError,
+    BatchPlan,
+    EvalBatchSampler,
+    TrainBatchSampler,
+    eval_dataset,
+    make_loader,
+    train_dataset,
+)
 from ginr.module import ParamsModule
 from ginr.pytree import unflatten
 from ginr.train import cadence, checkpoint, schedule, setup
@@ -53,7 +61,10 @@ def main(argv: list[str] | None = None) -> None:
         run_dir = setup.run_folder(config, resume, accelerator)
         latest = checkpoint.latest(run_dir) if resume is not None else None
         if resume is not None and latest is None:
-            raise ValueError(f"--resume {run_dir}: no complete and intact checkpoint in {run_dir / 'checkpoints'}")
+            raise ValueError(
+                f"--resume {run_dir}: no complete and intact checkpoint in {run_dir / 'checkpoints'}, so nothing to "
+                "continue; start the run again with its first command plus --train.overwrite"
+            )
 
     # ---- data -------------------------------------------------------------------------------------------------
     with cli.refusals():
@@ -112,6 +123,12 @@ def main(argv: list[str] | None = None) -> None:
         f"{accelerator.device.type}",
     )
 
+    def stop(error: Exception) -> None:
+        """End a run that cannot go on (diverged, an unusable data file, a failed checkpoint write): its message,
+        exit status 1; the logs are flushed and the checkpoints kept."""
+        logger.close()
+        cli.fail(str(error), status=1)
+
     def run_eval(at_step: int, full: bool = False, final: bool = False) -> None:
         """Evaluate and log; a NeRF renders full views when ``full`` or ``final``, else the in-training estimate."""
         holder.eval()
@@ -120,9 +137,12 @@ def main(argv: list[str] | None = None) -> None:
             rows["ema"] = unflatten(ema)
         with_images = final or cadence.logs_images(at_step // steps_per_epoch, train_cfg)
         for suffix, weights in rows.items():
-            result = evaluate_config(
-                config, model, weights, eval_loader, accelerator=accelerator, estimate=not (full or final)
-            )
+            try:
+                result = evaluate_config(
+                    config, model, weights, eval_loader, accelerator=accelerator, estimate=not (full or final)
+                )
+            except BadFileError as error:
+                stop(error)
             tag = "eval" + (f"_{suffix}" if suffix else "")
             logger.scalars(tag, result.metrics, at_step)
             if with_images:
@@ -146,10 +166,6 @@ def main(argv: list[str] | None = None) -> None:
         if accelerator.is_main_process:  # after every evaluation, so a run that stops early keeps its table
             setup.write_atomic(run_dir / "eval_metrics.json", json.dumps(history, indent=2))
         holder.train()
-
-    def stop(error: Exception) -> None:
-        logger.close()
-        cli.fail(str(error), status=1)
 
     def save(at_step: int) -> None:
         trainer_state = {
@@ -197,16 +213,19 @@ def main(argv: list[str] | None = None) -> None:
         for step_in_epoch in range(start, steps_per_epoch):
             tick = time.perf_counter()
             lr = schedule.learning_rate(step, optim, steps_per_epoch, total_steps)
-            result = train_step(
-                module,
-                optimizer,
-                batches,
-                accelerator=accelerator,
-                plan=plan,
-                lr=lr,
-                max_grad_norm=optim.max_grad_norm,
-                epoch=epoch,
-            )
+            try:
+                result = train_step(
+                    module,
+                    optimizer,
+                    batches,
+                    accelerator=accelerator,
+                    plan=plan,
+                    lr=lr,
+                    max_grad_norm=optim.max_grad_norm,
+                    epoch=epoch,
+                )
+            except BadFileError as error:
+                stop(error)
             step += 1
             try:
                 note = guard.check(

@@ -90,6 +90,20 @@ def test_reconstruct_image_writes_the_requested_size(tmp_path, image_file, capsy
         assert image.size == (24, 24)
 
 
+@pytest.mark.parametrize("case", ["unreadable file", "scale 0"])
+def test_reconstruct_refuses_bad_input_by_name(tmp_path, image_file, capsys, case):
+    folder = saved_model(tmp_path, tiny("ipc-meta", DataConfig(resolution=8)))
+    args = dict(model=str(folder), input=str(image_file), out=str(tmp_path / "out"))
+    if case == "scale 0":
+        args["scale"], expected = 0.0, "error: --scale 0.0 must be > 0"
+    else:
+        image_file.write_bytes(b"not an image")
+        expected = f"error: cannot read {image_file}: UnidentifiedImageError"
+    with pytest.raises(SystemExit) as exit_info:
+        reconstruct.main(reconstruct.Args(**args))
+    assert exit_info.value.code == 2 and expected in capsys.readouterr().err
+
+
 def test_reconstruct_audio_writes_a_wav_at_the_scaled_rate(tmp_path, capsys):
     data = DataConfig(source="audiofolder", clip_seconds=0.01, sample_rate=16000)
     folder = saved_model(tmp_path, tiny("transinr", data, input_dim=1, output_dim=1, output_bias=0.0))
@@ -139,7 +153,7 @@ def test_reconstruct_audio_goes_through_the_evaluation_transform(tmp_path, capsy
 def test_encode_writes_every_modulation(tmp_path, image_folder):
     data = DataConfig(source="imagefolder", path=str(image_folder), resolution=8)
     folder = saved_model(tmp_path, tiny("ipc-meta", data))
-    out = tmp_path / "mods.safetensors"
+    out = tmp_path / "new" / "folder" / "mods.safetensors"  # its folder is made
     encode_recipe.main(encode_recipe.Args(model=str(folder), out=str(out), batch_size=3))
     tensors = load_file(str(out))
     assert tensors["modulation.1"].shape == (4, 16, 16)  # 4 held-out images, V of layer 1 (fi 16, rank 16)

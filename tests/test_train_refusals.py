@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 
 import pytest
-from conftest import tiny_train_flags
+from conftest import tiny_train_flags, write_image_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,7 +77,9 @@ def test_a_run_and_its_checkpoints_survive_every_refused_command(tmp_path, image
     weights.write_bytes(weights.read_bytes()[:-8])  # truncated: the only checkpoint no longer verifies
     with caplog.at_level(logging.WARNING):
         err = refused(train, ["--resume", str(run), "--train.epochs", "2"], capsys)
-    assert f"--resume {run}: no complete and intact checkpoint" in err
+    assert f"--resume {run}: no complete and intact checkpoint" in err and "plus --train.overwrite" in err
+    err = refused(train, flags, capsys)  # the same command again: no checkpoint, so no --resume offered
+    assert f"{run} holds a run with no complete and intact checkpoint to continue; pass --train.overwrite" in err
     assert (
         "passing over step-00000004: " in caplog.text and "model.safetensors does not match its checksum" in caplog.text
     )
@@ -85,3 +87,21 @@ def test_a_run_and_its_checkpoints_survive_every_refused_command(tmp_path, image
 
     train([*flags, "--train.overwrite", "--train.max-steps", "1", "--train.no-eval-at-start"])
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-00000001"]  # the old run is gone
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_an_unreadable_training_file_ends_the_run_with_its_name_and_no_traceback(tmp_path, train, capsys, workers):
+    """Found mid-run (files are decoded as batches are drawn, here or in a loader worker): status 1, one line naming
+    the file and the fix, the logs kept."""
+    root = write_image_folder(tmp_path / "images")
+    bad = sorted((root / "train").rglob("*.png"))[3]
+    bad.write_bytes(b"not an image")
+    flags = [*tiny_train_flags(root, tmp_path / "runs", "run"), "--data.num-workers", str(workers)]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        train(flags)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1
+    assert f"error: cannot use {bad}: UnidentifiedImageError" in err and "--data.skip-bad-files" in err
+    assert "Traceback" not in err
+    assert (tmp_path / "runs" / "run" / "tensorboard").is_dir()

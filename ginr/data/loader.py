@@ -45,7 +45,17 @@ VERIFY_COMMAND = "python recipes/prepare_data.py NAME --to DIR --verify-only"
 
 
 class BadFileError(RuntimeError):
-    """A file that cannot be decoded or transformed; the message names it and the fix."""
+    """A file that cannot be decoded or transformed; the message names it and the fix.
+
+    A DataLoader worker's BadFileError reaches the main process rebuilt from the worker's whole traceback
+    (``Caught BadFileError in DataLoader worker process N. Original Traceback ...: <message>``); the message alone
+    is kept, so a recipe can print it as one line.
+    """
+
+    def __init__(self, message: str):
+        if message.startswith("Caught BadFileError"):
+            message = message.rstrip().rsplit("BadFileError: ", 1)[-1]
+        super().__init__(message)
 
 
 def failure_message(entry: dict, index: int, error: Exception) -> str:

@@ -15,6 +15,7 @@ from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list
 
 from ginr import config as config_lib
+from ginr import manifest
 
 MIXED = {"fp32": "no", "tf32": "no", "bf16": "bf16", "fp16": "fp16"}
 CONFIG = "config.json"
@@ -74,7 +75,8 @@ def run_folder(config: config_lib.Config, resume: Path | None, accelerator: Acce
     """The run folder: the resumed one, or ``out_dir/run_name`` (default ``<model>_<data>_<date-time>``). Writes
     nothing: :func:`start_run` does, once everything else has been checked.
 
-    A folder that already holds a run is refused (FileExistsError) unless ``--train.overwrite`` (or ``--resume``).
+    A folder that already holds a run is refused (FileExistsError) unless ``--train.overwrite`` (or ``--resume``); the
+    message offers ``--resume`` only when the run has a checkpoint to continue from.
     """
     if resume is not None:
         return resume
@@ -86,6 +88,11 @@ def run_folder(config: config_lib.Config, resume: Path | None, accelerator: Acce
         name = broadcast_object_list([name])[0]  # the main process's clock names the run
     folder = Path(train.out_dir) / name
     if (folder / CONFIG).exists() and not train.overwrite:
+        if manifest.latest(folder) is None:  # stopped before its first checkpoint: nothing to --resume
+            raise FileExistsError(
+                f"{folder} holds a run with no complete and intact checkpoint to continue; pass --train.overwrite to "
+                "start it again there, or pick another --train.run-name"
+            )
         raise FileExistsError(
             f"{folder} already holds a run; continue it with --resume {folder}, pick another --train.run-name, "
             "or pass --train.overwrite to replace it"
