@@ -35,7 +35,11 @@ def test_missing_or_unset_folder_is_named(source, tmp_path):
 @pytest.mark.parametrize(
     ("source", "message"),
     [
-        ("imagefolder", r"no image files .* <path>/<split>/\[<class>/\]\*$"),
+        (
+            "imagefolder",
+            r"no image files .* <path>/<split>/\[<class>/\]\*; for ImageNette, `python recipes/prepare_data.py "
+            r"imagenette --to DIR` makes it$",
+        ),
         ("audiofolder", r"no audio files"),
         ("celeba", r"no 000001.jpg there .*prepare_data.py celeba"),
         ("ffhq", r"ffhqtrain.txt is missing"),
@@ -60,10 +64,16 @@ def test_wrong_layouts_are_explained(tmp_path):
     soundfile.write(flat / "1-2-0000.flac", np.zeros(100, np.float32), 16000)
     with pytest.raises(FileNotFoundError, match=r"test-clean: no FLAC files in the layout <speaker>/<chapter>/"):
         eval_dataset(DataConfig(source="librispeech", path=str(tmp_path), eval_split="test-clean"))
-    with pytest.raises(ValueError, match=r"split 'test' not found .* it has \['train', 'validation'\]"):
-        eval_dataset(
-            DataConfig(source="imagefolder", path=str(write_image_folder(tmp_path / "f", 2, 1)), eval_split="test")
-        )
+    folder = write_image_folder(tmp_path / "f", 2, 1)
+    with pytest.raises(
+        ValueError,
+        match=rf"split 'test' not found in --data.source=imagefolder at --data.path={folder} "
+        r"\(expected a folder test/ there\); it has \['train', 'validation'\]",
+    ):
+        eval_dataset(DataConfig(source="imagefolder", path=str(folder), eval_split="test"))
+    (folder / "validation").rename(folder / "other")
+    with pytest.raises(ValueError, match=r"expected a folder validation/, val/, valid/, dev/ there"):
+        eval_dataset(DataConfig(source="imagefolder", path=str(folder)))
 
 
 def _corrupt(path, keep: int | None = None):

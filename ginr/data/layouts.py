@@ -76,9 +76,12 @@ def scan_splits(folder: Path, kind: str) -> dict[str, datasets.Dataset]:
             if loose
             else ""
         )
+        prepared = (
+            "; for ImageNette, `python recipes/prepare_data.py imagenette --to DIR` makes it" if kind == "image" else ""
+        )
         raise FileNotFoundError(
             f"--data.path={folder}: no {kind} files ({', '.join(extensions)}) in the {kind}folder layout "
-            f"<path>/<split>/[<class>/]*{found}"
+            f"<path>/<split>/[<class>/]*{found}{prepared}"
         )
     return splits
 

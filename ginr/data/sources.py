@@ -32,8 +32,11 @@ def load_split(config: DataConfig, split: str) -> datasets.Dataset:
     else:
         raise ValueError(f"unknown --data.source {source!r}")
     if split not in splits:
+        where = f"--data.source={source}"
+        if source != "photos":
+            names = [split, *(alias for alias, name in layouts.SPLIT_ALIASES.items() if name == split)]
+            where += f" at --data.path={config.path} (expected a folder {', '.join(f'{n}/' for n in names)} there)"
         raise ValueError(
-            f"split {split!r} not found in --data.source={source}; it has {sorted(splits)} "
-            "(set --data.train-split / --data.eval-split)"
+            f"split {split!r} not found in {where}; it has {sorted(splits)} (set --data.train-split / --data.eval-split)"
         )
     return splits[split]
