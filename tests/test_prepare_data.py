@@ -166,3 +166,13 @@ def test_no_files_and_no_hub_copy_are_explained(tmp_path, capsys):
     with pytest.raises(SystemExit):
         _run("celeba", "--to", str(tmp_path / "out"))
     assert "celeba has no known Hub copy that keeps the reference's file ids; pass --from" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("source", ["{tmp}/typo.zip", "./nowhere", "img_align_celeba.zip"])
+def test_a_from_path_that_does_not_exist_is_named_and_nothing_is_made(tmp_path, capsys, source):
+    """A local-looking --from (a path or an archive name) that is not there is not taken for a Hub id."""
+    source = source.format(tmp=tmp_path)
+    with pytest.raises(SystemExit):
+        _run("celeba", "--to", str(tmp_path / "out"), "--from", source)
+    assert f"--from {source}: no such file or folder" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

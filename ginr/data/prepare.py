@@ -35,14 +35,23 @@ class VerificationError(ValueError):
 
 def materialise(name: str, facts: DatasetFacts, sources: list[str], to: Path) -> int:
     """Write dataset ``name`` into ``to`` from archives / extracted folders, or from one Hub id or parquet folder
-    (the known Hub copy when ``sources`` is empty); the number of files written."""
+    (the known Hub copy when ``sources`` is empty); the number of files written. A source that reads as a local
+    path (absolute, ``./``, ``~``, or an archive name) but does not exist is refused before ``to`` is made."""
+    for source in sources:
+        local = source.startswith(("/", ".", "~")) or source.lower().endswith(ARCHIVE_SUFFIXES)
+        if local and not Path(source).expanduser().exists():
+            raise FileNotFoundError(f"--from {source}: no such file or folder")
     to.mkdir(parents=True, exist_ok=True)
-    files = [Path(s) for s in sources if Path(s).is_file() or _is_file_folder(Path(s))]
+    files = [path for path in map(Path, sources) if path.expanduser().is_file() or _is_file_folder(path.expanduser())]
     if sources and len(files) == len(sources):
         return from_files(name, files, to)
     if len(sources) <= 1:
         return from_hub(name, facts, to, sources[0] if sources else None)
     raise ValueError(f"--from {' '.join(sources)}: give archives or folders of files, or one Hub id / parquet folder")
+
+
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".gz", ".tar.bz2", ".tar.xz")
+"""Names that can only be local archives, never Hub ids."""
 
 
 def _is_file_folder(path: Path) -> bool:
