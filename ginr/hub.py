@@ -10,6 +10,7 @@ or a checkpoint folder (:func:`model_dir`; checkpoints are found and checked by 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import os
 from pathlib import Path
@@ -134,14 +135,31 @@ def model_dir(id_or_dir: str | os.PathLike, revision: str | None = None) -> Path
     try:
         return Path(snapshot_download(str(id_or_dir), revision=revision, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME]))
     except HFValidationError as error:
-        raise ModelFileError(f"{id_or_dir!r} is neither a local folder nor a valid Hub repo id") from error
+        raise ModelFileError(
+            missing_folder(folder) or f"{id_or_dir!r} is neither a local folder nor a valid Hub repo id"
+        ) from error
     except LocalEntryNotFoundError as error:
         raise ModelFileError(
-            f"{id_or_dir!r} is not a local folder and is not in the Hugging Face cache, and the Hub cannot be reached "
+            missing_folder(folder)
+            or f"{id_or_dir!r} is not a local folder and is not in the Hugging Face cache, and the Hub cannot be reached "
             "(offline?); download it once with network access or give a local folder"
         ) from error
     except RepositoryNotFoundError as error:
-        raise ModelFileError(f"{id_or_dir!r}: no such model repo on the Hub (or it is private: log in)") from error
+        raise ModelFileError(
+            missing_folder(folder) or f"{id_or_dir!r}: no such model repo on the Hub (or it is private: log in)"
+        ) from error
+
+
+def missing_folder(folder: Path) -> str | None:
+    """When ``folder`` (not there, and no usable Hub repo of that name either) sits in a local folder that exists,
+    most likely its name is mistyped: say so, with the closest names there."""
+    parent = folder.parent
+    if parent == Path(".") or not parent.is_dir():
+        return None
+    names = sorted(p.name for p in parent.iterdir() if p.is_dir())
+    close = difflib.get_close_matches(folder.name, names, n=3, cutoff=0.5)
+    hint = f"; the closest there: {', '.join(close)}" if close else ""
+    return f"{folder}: no such folder in {parent} (nor a Hub repo of that name){hint}"
 
 
 def local_model_dir(folder: Path) -> Path:

@@ -187,6 +187,13 @@ def test_from_pretrained_reads_the_hub_cache_offline(tmp_path, monkeypatch):
     assert all(torch.equal(value, expected[name].detach()) for name, value in flatten(loaded.params).items())
     with pytest.raises(ModelFileError, match="neither a local folder nor a valid Hub repo id"):
         from_pretrained("not a repo//id")
+    (tmp_path / "runs" / "ipc-meta_photos_1").mkdir(parents=True)
+    with pytest.raises(ModelFileError) as error:  # reads as a Hub id too, but its folder is here: a typo
+        from_pretrained(tmp_path / "runs" / "ipc-meta_photo_1")
+    assert str(error.value) == (
+        f"{tmp_path / 'runs' / 'ipc-meta_photo_1'}: no such folder in {tmp_path / 'runs'} (nor a Hub repo of that "
+        "name); the closest there: ipc-meta_photos_1"
+    )
 
 
 # ---- bad checkpoints change nothing ------------------------------------------------------------------------------

@@ -218,4 +218,6 @@ def test_init_from_takes_the_model_from_the_pretrained_folder(tmp_path, capsys):
         assert message in capsys.readouterr().err
     with pytest.raises(SystemExit):
         parse("--init-from", str(tmp_path / "missing"))
-    assert "neither a local folder nor a valid Hub repo id" in capsys.readouterr().err
+    assert (
+        f"{tmp_path / 'missing'}: no such folder in {tmp_path} (nor a Hub repo of that name)" in capsys.readouterr().err
+    )
