@@ -167,3 +167,10 @@ def test_skip_bad_files_drops_them_with_a_count(tmp_path, caplog):
         catalog.DATA["librispeech1s"], path=str(audio), skip_bad_files=True, num_workers=0
     )
     assert len(eval_dataset(librispeech)) == 1
+
+
+def test_a_path_given_to_the_embedded_photos_is_refused_not_ignored(tmp_path):
+    with pytest.raises(
+        ValueError, match=r"--data.path=.* is not read by --data.source photos .* --data.source imagefolder"
+    ):
+        train_dataset(DataConfig(source="photos", path=str(tmp_path)))
