@@ -30,7 +30,7 @@ import tyro
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from ginr import models, presets
+from ginr import cli, models, presets
 from ginr.data import is_views, signal_shape
 from ginr.inference import novel_views
 from ginr.module import ParamsModule
@@ -288,17 +288,33 @@ def render_rate(module: ParamsModule, config, signal: dict, autocast, device: to
     return query["images"].shape[0] * query["images"].shape[1] / times[-1]
 
 
+def parse_rows(only: tuple[str, ...]) -> list[tuple[str, str, int | None]]:
+    """``model:data[:views]`` entries as (model, data, support views), each checked against the presets (a
+    ValueError naming the entry), so a typo is refused before the slow ceiling measurement."""
+    rows = []
+    for entry in only:
+        parts = entry.split(":")
+        if len(parts) not in (2, 3) or not all(parts) or (len(parts) == 3 and not parts[2].isdigit()):
+            raise ValueError(f"--only {entry}: give model:data or model:data:views, e.g. ipc-meta:imagenette178")
+        model_name, data = parts[:2]
+        views = int(parts[2]) if len(parts) == 3 else None
+        presets.resolve(model_name, data, views)
+        rows.append((model_name, data, views))
+    return rows
+
+
 def main(args: Args) -> None:
+    with cli.refusals():
+        entries = parse_rows(args.only)
     device = torch.device(args.device)
     ceiling = matmul_ceiling(device, args.precision)
     print(
         f"{device.type} ({torch.get_num_threads()} threads), {args.precision} matmul ceiling {ceiling / 1e12:.2f} TFLOP/s"
     )
     rows = []
-    for entry in args.only:
-        model_name, data, *views = entry.split(":")
+    for (model_name, data, views), entry in zip(entries, args.only):
         try:
-            rows.append(bench_row(model_name, data, int(views[0]) if views else None, args, device, ceiling))
+            rows.append(bench_row(model_name, data, views, args, device, ceiling))
         except torch.OutOfMemoryError as error:  # a row that does not fit is reported, the table goes on
             rows.append({"model": model_name, "data": entry, "precision": args.precision, "error": str(error)[:80]})
         print(table(rows[-1:], list(rows[-1])), flush=True)

@@ -7,6 +7,7 @@ import re
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -52,3 +53,19 @@ def test_flop_count_includes_attention():
     q, k, v = (torch.randn(batch, heads, length, dim) for _ in range(3))
     flops = bench.count_flops(lambda: F.scaled_dot_product_attention(q, k, v))
     assert flops == 2 * batch * heads * 2 * length * length * dim
+
+
+def test_bad_rows_are_refused_before_any_measurement(capsys, monkeypatch):
+    monkeypatch.setattr(bench, "matmul_ceiling", lambda *args: pytest.fail("measured before checking --only"))
+    for only, message in (
+        ("ipcmeta", "--only ipcmeta: give model:data or model:data:views"),
+        ("ipc-meta:photos:x", "--only ipc-meta:photos:x: give model:data"),
+        ("ipc-meta:foo", "no preset for --model ipc-meta --data foo"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            bench.main(bench.Args(only=("ipc-meta:photos", only), device="cpu"))
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert bench.parse_rows(("ipc-transinr:shapenet-cars:5", "transinr:photos")) == [
+        ("ipc-transinr", "shapenet-cars", 5),
+        ("transinr", "photos", None),
+    ]
