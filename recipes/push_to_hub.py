@@ -87,14 +87,21 @@ def main(args: Args) -> None:
     from huggingface_hub import HfApi
 
     api = HfApi()
-    api.create_repo(args.repo_id, private=args.private, exist_ok=True)
-    info = api.upload_folder(
-        folder_path=str(stage),
-        repo_id=args.repo_id,
-        revision=args.revision,
-        commit_message=f"ginr {loaded.config.model_name} on {loaded.config.data_name}"
-        + (f", step {step}" if step else ""),
-    )
+    try:
+        api.create_repo(args.repo_id, private=args.private, exist_ok=True)
+        info = api.upload_folder(
+            folder_path=str(stage),
+            repo_id=args.repo_id,
+            revision=args.revision,
+            commit_message=f"ginr {loaded.config.model_name} on {loaded.config.data_name}"
+            + (f", step {step}" if step else ""),
+        )
+    except OSError as error:  # the Hub's HTTP, offline-mode and missing-token errors are all OSErrors
+        cli.fail(
+            f"could not push to {args.repo_id}: {type(error).__name__}: {error}. The upload is staged in {stage}; "
+            "check the network (HF_HUB_OFFLINE unset) and a write token (`hf auth login`), then run this again",
+            status=1,
+        )
     print(f"pushed {folder} to {info}")
 
 

@@ -253,3 +253,18 @@ def test_push_to_hub_dry_run_uploads_nothing(tmp_path, image_folder, monkeypatch
     monkeypatch.setattr("huggingface_hub.HfApi", None)  # any upload attempt would fail
     push_to_hub.main(push_to_hub.Args(run=str(run), repo_id="someone/tiny", dry_run=True, samples=0))
     assert "dry run: nothing uploaded" in capsys.readouterr().out
+
+
+def test_push_to_hub_offline_fails_with_one_line_and_keeps_the_staged_folder(
+    tmp_path, image_folder, monkeypatch, capsys
+):
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    run = make_run(tmp_path, image_folder)
+    stage = tmp_path / "stage"
+    with pytest.raises(SystemExit) as exit_info:
+        push_to_hub.main(push_to_hub.Args(run=str(run), repo_id="someone/tiny", stage_dir=str(stage), samples=0))
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1 and "error: could not push to someone/tiny: OfflineModeIsEnabled" in err
+    assert f"The upload is staged in {stage}" in err and (stage / "model.safetensors").is_file()
