@@ -397,8 +397,11 @@ def from_dict(data: dict, model_type: type | None = None) -> Config:
     """Rebuild a :class:`Config` from :func:`to_dict` output; the model type follows ``model_name``."""
     from ginr.models import model_config_type
 
-    model_type = model_type or model_config_type(data["model_name"])
     fields = {f.name: f for f in dataclasses.fields(Config)}
+    missing = [name for name in ("model_name", "model") if name not in data]
+    if missing:
+        raise ValueError(f"missing field(s) {missing}; a ginr config has {sorted(fields)}")
+    model_type = model_type or model_config_type(data["model_name"])
     unknown = set(data) - set(fields)
     if unknown:
         raise ValueError(f"unknown config section(s) {sorted(unknown)}; known: {sorted(fields)}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Annotated
 
 import torch
 import tyro
@@ -26,7 +27,7 @@ from ginr.pytree import flatten
 
 @dataclasses.dataclass
 class Args:
-    model: tyro.conf.Positional[str]
+    model: Annotated[tyro.conf.Positional[str], tyro.conf.arg(metavar="MODEL")]
     """A run folder, a checkpoint folder, a model folder or a Hugging Face Hub repo id."""
     out: str
     """The safetensors file to write."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Annotated
 
 import tyro
 from accelerate import Accelerator
@@ -28,7 +29,7 @@ from ginr.train.logger import table
 
 @dataclasses.dataclass
 class Args:
-    model: tyro.conf.Positional[str | None] = None
+    model: Annotated[tyro.conf.Positional[str | None], tyro.conf.arg(metavar="[MODEL]")] = None
     """A run folder, a checkpoint folder, a model folder or a Hugging Face Hub repo id."""
     init_from: str | None = None
     """The same as MODEL, spelled as in train.py (give one of the two)."""

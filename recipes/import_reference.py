@@ -34,7 +34,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         saved = torch.load(known.checkpoint, map_location="cpu", weights_only=True)
     except Exception as error:  # unpickling refused or a corrupt file: name it and stop
-        cli.fail(f"cannot read {known.checkpoint} as a weights-only checkpoint: {error}")
+        cli.fail(
+            f"cannot read {known.checkpoint} as a weights-only checkpoint (a PyTorch file of tensors, opened without "
+            f"running pickled code): {type(error).__name__}: {error}"
+        )
     key = "state_dict_ema" if known.ema else "state_dict"
     state = saved.get(key, saved) if isinstance(saved, dict) else None
     if not isinstance(state, dict):

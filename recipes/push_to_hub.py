@@ -15,6 +15,7 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Annotated
 
 import tyro
 from accelerate import Accelerator
@@ -29,7 +30,7 @@ from ginr.train.evaluate import evaluate_config
 
 @dataclasses.dataclass
 class Args:
-    run: tyro.conf.Positional[str]
+    run: Annotated[tyro.conf.Positional[str], tyro.conf.arg(metavar="RUN")]
     """The run folder (its newest complete checkpoint is pushed) or a checkpoint folder."""
     repo_id: str
     """Hub repository, e.g. user/ginr-celeba178."""

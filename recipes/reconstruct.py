@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Annotated
 
 import soundfile
 import torch
@@ -32,9 +33,9 @@ from ginr.models.meta import MetaINR
 
 @dataclasses.dataclass
 class Args:
-    model: tyro.conf.Positional[str]
+    model: Annotated[tyro.conf.Positional[str], tyro.conf.arg(metavar="MODEL")]
     """A run folder, a checkpoint folder, a model folder or a Hugging Face Hub repo id."""
-    input: tyro.conf.Positional[str]
+    input: Annotated[tyro.conf.Positional[str], tyro.conf.arg(metavar="INPUT")]
     """An image, a folder of images, an audio file, or (NeRF) an object folder with transforms.json."""
     scale: float = 3.0
     """Decode at this many times the resolution (images) or the sampling rate (audio)."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import tyro
@@ -32,7 +32,7 @@ from ginr.pytree import tree_map
 
 @dataclasses.dataclass
 class Args:
-    model: tyro.conf.Positional[str]
+    model: Annotated[tyro.conf.Positional[str], tyro.conf.arg(metavar="MODEL")]
     """A run folder, a checkpoint folder, a model folder or a Hugging Face Hub repo id of a NeRF."""
     object: str | None = None
     """Object id in the model's evaluation split (or --split); None: the split's first object."""

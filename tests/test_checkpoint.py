@@ -328,8 +328,12 @@ def test_model_folder_with_wrong_dtypes_or_non_finite_weights_is_refused(tmp_pat
         (lambda c: c["train"].update(precision="fp8"), r"train.precision='fp8': choose one of \['fp32', 'tf32'"),
         (lambda c: c["optim"].update(lr=-1.0), r"--optim.lr=-1.0: must be > 0"),
         (lambda c: c.update(model_name="siren"), r"unknown model 'siren'; choose one of: ipc-meta"),
+        (
+            lambda c: c.pop("model_name"),
+            r"missing field\(s\) \['model_name'\]; a ginr config has \['data', 'data_name'",
+        ),
     ],
-    ids=["string for a float", "float for an int", "unknown choice", "invalid value", "unknown model"],
+    ids=["string for a float", "float for an int", "unknown choice", "invalid value", "unknown model", "no model name"],
 )
 def test_model_folder_with_a_bad_config_is_refused(tmp_path, edit, message):
     config, _, module, _ = make_run()

@@ -209,6 +209,10 @@ def test_import_reference_never_runs_pickled_code(tmp_path, capsys):
         import_reference.main([str(path), "--to", str(tmp_path / "out"), "--model", "ipc-meta"])
     captured = capsys.readouterr()
     assert "this must never run" not in captured.out and "as a weights-only checkpoint" in captured.err
+    path.write_text("not a checkpoint " * 20)
+    with pytest.raises(SystemExit):
+        import_reference.main([str(path), "--to", str(tmp_path / "out"), "--model", "ipc-meta"])
+    assert f"cannot read {path} as a weights-only checkpoint (a PyTorch file of tensors" in capsys.readouterr().err
 
 
 def make_run(tmp_path: Path, image_folder) -> Path:
