@@ -80,7 +80,8 @@ class MetaINRConfig:
 
     hyponet: HyponetConfig = HyponetConfig()
     rank: tuple[int, ...] = (256,)
-    """Rank r of each modulated layer's instance factor V (fi x r); one value for all layers or one per layer."""
+    """Rank r of each modulated layer's instance factor V (fi x r); one value for all layers or one per layer, in the
+    order --model.modulated-layers names them."""
     modulated_layers: tuple[int, ...] | None = (1,)
     """Hyponet layers whose weight is the instance pattern composer; None modulates every layer (the reference's
     dataclass default; ginr's default is the paper's IPC layer)."""
@@ -148,7 +149,7 @@ class HypernetINRConfig:
     transformer: TransformerConfig = TransformerConfig()
     n_weight_tokens: tuple[int, ...] = (256,)
     """Weight tokens G per modulated layer (the rank of ipc-transinr's factor; clipped to the fan-out); one value for
-    all layers or one per layer. fan_out must divide by G."""
+    all layers or one per layer, in the order --model.modulated-layers names them. fan_out must divide by G."""
     modulated_layers: tuple[int, ...] | None = (1,)
     """Hyponet layers the hypernetwork modulates; None modulates every layer (the reference's dataclass default;
     ginr's default is the paper's IPC layer)."""

@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from ginr import config as config_lib
 from ginr.manifest import CheckpointError, latest, verify
-from ginr.models import Model, build
+from ginr.models import Model, build, model_config_type
 from ginr.pytree import flatten, unflatten
 
 WEIGHTS_NAME = "model.safetensors"
@@ -42,7 +42,13 @@ class Pretrained:
 
 
 def save_pretrained(folder: str | os.PathLike, config: config_lib.Config, params: dict) -> Path:
-    """Write ``params`` (a pytree) and ``config`` into ``folder``."""
+    """Write ``params`` (a pytree) and ``config`` into ``folder``. The config must name a known model (shipped or
+    :func:`ginr.models.register`-ed), so that :func:`from_pretrained` can rebuild it."""
+    config_type = model_config_type(config.model_name)  # a ValueError naming the known models
+    if not isinstance(config.model, config_type):
+        raise TypeError(
+            f"model {config.model_name!r} takes a {config_type.__name__}, not {type(config.model).__name__}"
+        )
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {name: t.detach().to("cpu").contiguous() for name, t in flatten(params).items()}

@@ -39,11 +39,13 @@ def encode(
     return model.encode(detached(params), signal, coords, training=False, n_steps=n_steps)
 
 
-@torch.no_grad()
 def decode(
     model: Model, params: dict, modulation: dict, shape: tuple[int, ...], coord_range: tuple[float, float]
 ) -> torch.Tensor:
-    """Values (B, *shape, C) on the pixel-centre grid of ``shape`` over ``coord_range`` (any resolution)."""
+    """Values (B, *shape, C) on the pixel-centre grid of ``shape`` over ``coord_range`` (any resolution).
+
+    Differentiable in ``modulation`` (with autograd or ``torch.func``: for guidance, compression or latent
+    optimisation); the shared params are detached, so a modulation from :func:`encode` builds no graph at all."""
     coords = grid(shape, coord_range, device=leaves(modulation)[0].device)
     values = model.decode(detached(params), modulation, coords.flatten(0, -2))
     return values.view(values.shape[0], *shape, -1)

@@ -383,3 +383,36 @@ def test_nothing_in_ginr_or_the_recipes_can_unpickle():
     assert len(files) > 20
     for path in files:
         assert unpickling(path.read_text()) == [], path
+
+
+def test_a_registered_model_of_your_own_saves_and_loads_like_the_shipped_ones(tmp_path, monkeypatch):
+    """ginr.models.register: build, save_pretrained and from_pretrained know the new name; an unknown name is refused
+    when saving (it could not be loaded back)."""
+    from ginr import models
+    from ginr.config import MetaINRConfig
+    from ginr.models.meta import MetaINR
+
+    class HalfStepMeta(MetaINR):
+        def inner_lr_scale(self, factor):
+            return 0.5
+
+    monkeypatch.setattr(models, "_REGISTRY", dict(models._REGISTRY))  # registrations end with the test
+    config, _, module, _ = make_run()
+    custom = dataclasses.replace(config, model_name="half-step-meta")
+    with pytest.raises(ValueError, match=r"unknown model 'half-step-meta'.*ginr.models.register it first"):
+        save_pretrained(tmp_path / "unknown", custom, module.tree())
+    models.register("half-step-meta", MetaINRConfig, HalfStepMeta)
+    with pytest.raises(ValueError, match="already registered"):
+        models.register("half-step-meta", MetaINRConfig, HalfStepMeta)
+    save_pretrained(tmp_path / "model", custom, module.tree())
+    loaded = from_pretrained(tmp_path / "model")
+    assert type(loaded.model) is HalfStepMeta and loaded.config.model_name == "half-step-meta"
+    assert flatten(loaded.params).keys() == flatten(module.tree()).keys()
+
+
+def test_composer_refuses_an_unknown_mode():
+    from ginr.models.composer import Composer
+
+    hyponet = presets.resolve("ipc-meta", "photos").model.hyponet
+    with pytest.raises(ValueError, match=r"Composer mode 'shift': choose one of \('factorized', 'full', 'tiled'\)"):
+        Composer(hyponet, (1,), "shift")

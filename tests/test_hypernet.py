@@ -99,13 +99,10 @@ def layer_table(config: HypernetINRConfig) -> list[tuple[int, int, int, int]]:
     hcfg = config.hyponet
     hidden = list(hcfg.hidden_dim) * (hcfg.n_layer - 1) if len(hcfg.hidden_dim) == 1 else list(hcfg.hidden_dim)
     widths = [2 * hcfg.fourier.dim, *hidden, hcfg.output_dim]
-    layers = range(hcfg.n_layer) if config.modulated_layers is None else sorted(config.modulated_layers)
+    named = range(hcfg.n_layer) if config.modulated_layers is None else config.modulated_layers
     given = config.n_weight_tokens
-    table = []
-    for i, k in enumerate(layers):
-        wanted = given[0] if len(given) == 1 else given[i]
-        table.append((k, widths[k], widths[k + 1], min(wanted, widths[k + 1])))
-    return table
+    wanted = {k: given[0] if len(given) == 1 else given[i] for i, k in enumerate(named)}  # in the order named
+    return [(k, widths[k], widths[k + 1], min(wanted[k], widths[k + 1])) for k in sorted(named)]
 
 
 def naive_fourier(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
@@ -219,7 +216,7 @@ def audio_config(samples: int, **model) -> HypernetINRConfig:
 
 CASES = {
     "ipc-image": (image_config(), (8, 8)),
-    "ipc-image-pad-layers0and2": (image_config(size=6, pad=1, n_weight_tokens=(4, 3), modulated_layers=(2, 0)), (6, 6)),
+    "ipc-image-pad-layers0and2": (image_config(size=6, pad=1, n_weight_tokens=(3, 4), modulated_layers=(2, 0)), (6, 6)),
     "transinr-image": (
         image_config(
             hyponet=dataclasses.replace(IMAGE_HYPONET, n_layer=4, hidden_dim=(8, 12, 4)),

@@ -20,6 +20,7 @@ from safetensors.torch import load_file
 import ginr
 from ginr import inference, metrics, presets
 from ginr.config import DataConfig
+from ginr.coords import grid
 from ginr.data import eval_dataset
 from ginr.models import build
 from ginr.module import ParamsModule
@@ -78,6 +79,30 @@ def test_decode_at_any_resolution_and_refine(image_file):
     same = inference.decode(model, params, refined, (8, 8), (-1, 1))
     mse = (same - signal).square().flatten(1).mean(1)
     assert torch.allclose(-10 * torch.log10(mse), psnr[-1], atol=1e-4)
+
+
+def test_decode_is_differentiable_in_the_modulation_only():
+    """Downstream work (guidance, latent optimisation) takes gradients through decode, with autograd or torch.func;
+    the shared params never enter the graph."""
+    config = tiny("ipc-meta", DataConfig(resolution=8))
+    model = build(config.model_name, config.model)
+    params = model.init(torch.Generator().manual_seed(0))  # leaves that require grad, as from_pretrained's do
+    signal = torch.rand(2, 8, 8, 3, generator=torch.Generator().manual_seed(1))
+    modulation = inference.encode(model, params, signal, (-1, 1)).modulation
+    assert not inference.decode(model, params, modulation, (8, 8), (-1, 1)).requires_grad  # no graph built
+
+    def loss(m):
+        return (inference.decode(model, params, m, (8, 8), (-1, 1)) - signal).square().mean()
+
+    factor = modulation["1"].clone().requires_grad_()  # the plain model's decode on the same grid
+    pred = model.decode(params, {"1": factor}, grid((8, 8)).flatten(0, 1)).view_as(signal)
+    (expected,) = torch.autograd.grad((pred - signal).square().mean(), [factor])
+    assert expected.abs().max() > 0
+    torch.testing.assert_close(torch.func.grad(loss)(modulation)["1"], expected)
+    leaf = {"1": modulation["1"].clone().requires_grad_()}
+    loss(leaf).backward()
+    torch.testing.assert_close(leaf["1"].grad, expected)
+    assert all(t.grad is None for t in flatten(params).values())
 
 
 def test_reconstruct_image_writes_the_requested_size(tmp_path, image_file, capsys):

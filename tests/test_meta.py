@@ -535,6 +535,10 @@ def test_rank_clipping_and_validation():
     assert ok["factors"]["init"]["1"].shape == (16, 5)
     assert ok["factors"]["init"]["3"].shape == (16, 2)
 
+    # paired in the order --model.modulated-layers names the layers
+    assert build("ipc-meta", ipc_config(rank=(2, 5), modulated_layers=(3, 1))).ranks == {"1": 5, "3": 2}
+    with pytest.raises(ValueError, match="--model.rank: 4 for layer 3 must be in 1..3"):
+        build("ipc-meta", ipc_config(rank=(4, 2), modulated_layers=(3, 1)))
     with pytest.raises(ValueError, match="rank"):
         build("ipc-meta", ipc_config(rank=(4, 4), modulated_layers=(1, 3)))
     with pytest.raises(ValueError, match="rank"):

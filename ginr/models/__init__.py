@@ -15,11 +15,25 @@ _REGISTRY = {
 }
 
 MODEL_NAMES = tuple(_REGISTRY)
+"""The models ginr ships (what ``--model`` offers)."""
+
+
+def register(name: str, config_type: type, model_class: type) -> None:
+    """Make a model of your own known by ``name``: ``build``, ``save_pretrained`` / ``from_pretrained`` and config
+    files then treat it like the shipped ones. ``model_class(config)`` must give an object with the
+    :class:`ginr.models.base.Model` methods, ``config_type`` is its config dataclass. A name already taken is
+    refused."""
+    if name in _REGISTRY:
+        raise ValueError(f"a model named {name!r} is already registered; pick another name")
+    _REGISTRY[name] = (config_type, model_class)
 
 
 def _entry(name: str):
     if name not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(MODEL_NAMES)}")
+        raise ValueError(
+            f"unknown model {name!r}; choose one of: {', '.join(_REGISTRY)} (a model of your own: "
+            "ginr.models.register it first)"
+        )
     return _REGISTRY[name]
 
 
@@ -36,4 +50,4 @@ def build(name: str, config) -> Model:
     return cls(config)
 
 
-__all__ = ["Encoding", "Model", "MODEL_NAMES", "build", "model_config_type"]
+__all__ = ["Encoding", "Model", "MODEL_NAMES", "build", "model_config_type", "register"]

@@ -17,7 +17,7 @@ the layers before the first modulated one) is computed once, outside the vmap.
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch.func import vmap
@@ -28,6 +28,16 @@ from ginr.nn import hyponet
 Mode = Literal["factorized", "full", "tiled"]
 
 
+def layer_values(values: tuple[int, ...], given: tuple[int, ...] | None, n_layer: int, flag: str) -> dict[int, int]:
+    """``flag``'s value for each modulated layer: one value for every layer, or one per layer, paired with the layers
+    in the order ``--model.modulated-layers`` names them (``given``; None: every layer, in order). The reference
+    lists one value per hyponet layer instead; with its one modulated layer (the paper's presets) the two agree."""
+    layers = tuple(range(n_layer)) if given is None else tuple(given)
+    if len(values) not in (1, len(layers)):
+        raise ValueError(f"{flag}={values}: give 1 value or one per modulated layer ({len(layers)})")
+    return {k: values[0] if len(values) == 1 else values[i] for i, k in enumerate(layers)}
+
+
 @dataclasses.dataclass(frozen=True)
 class Composer:
     hyponet: HyponetConfig
@@ -36,6 +46,8 @@ class Composer:
     chunk_size: int | None = None
 
     def __post_init__(self):
+        if self.mode not in get_args(Mode):
+            raise ValueError(f"Composer mode {self.mode!r}: choose one of {get_args(Mode)}")
         n_layer = self.hyponet.n_layer
         if (
             not self.layers

@@ -23,7 +23,7 @@ import torch
 
 from ginr.config import HypernetINRConfig
 from ginr.models.base import Encoding
-from ginr.models.composer import Composer
+from ginr.models.composer import Composer, layer_values
 from ginr.nn import hyponet, tokenizers, transformer
 from ginr.pytree import tree_map
 
@@ -41,16 +41,13 @@ class HypernetINR:
             config.hyponet, layers, "factorized" if config.factorized else "tiled", config.vmap_chunk_size
         )
         given = config.n_weight_tokens
-        if len(given) not in (1, len(layers)):
-            raise ValueError(
-                f"--model.n-weight-tokens={given}: give 1 value or one per modulated layer ({len(layers)})"
-            )
+        tokens = layer_values(given, config.modulated_layers, n_layer, "--model.n-weight-tokens")
         self.groups: dict[str, int] = {}
         self.token_slices: dict[str, tuple[int, int]] = {}
         start = 0
-        for i, k in enumerate(layers):
+        for k in layers:  # token ranges are contiguous in layer order (SPEC 2.1)
             fan_out = shapes[k][1]
-            wanted = given[0] if len(given) == 1 else given[i]
+            wanted = tokens[k]
             if wanted < 1 or (len(given) > 1 and wanted > fan_out):
                 raise ValueError(
                     f"--model.n-weight-tokens: {wanted} for layer {k} must be in 1..{fan_out} (its fan-out)"

@@ -25,7 +25,7 @@ from torch.func import grad, vmap
 from ginr import metrics
 from ginr.config import MetaINRConfig
 from ginr.models.base import Encoding
-from ginr.models.composer import Composer
+from ginr.models.composer import Composer, layer_values
 from ginr.nn import hyponet
 from ginr.pytree import tree_map
 
@@ -41,16 +41,15 @@ class MetaINR:
         self.composer = Composer(
             config.hyponet, layers, "factorized" if config.factorized else "full", config.vmap_chunk_size
         )
-        if len(config.rank) not in (1, len(layers)):
-            raise ValueError(f"--model.rank={config.rank}: give 1 value or one per modulated layer ({len(layers)})")
+        ranks = layer_values(config.rank, config.modulated_layers, n_layer, "--model.rank")
         if config.n_inner_steps < 0 or (config.eval_inner_steps or 0) < 0:
             raise ValueError("--model.n-inner-steps and --model.eval-inner-steps must be >= 0")
         if config.inner_lr <= 0:
             raise ValueError(f"--model.inner-lr={config.inner_lr} must be > 0")
         self.ranks = {}
-        for i, k in enumerate(layers):
+        for k in layers:
             fan_out = shapes[k][1]
-            rank = config.rank[0] if len(config.rank) == 1 else config.rank[i]
+            rank = ranks[k]
             if rank < 1 or (len(config.rank) > 1 and rank > fan_out):
                 raise ValueError(f"--model.rank: {rank} for layer {k} must be in 1..{fan_out} (its fan-out)")
             self.ranks[str(k)] = min(rank, fan_out)  # a single broadcast rank is clipped per layer (SPEC 2.4)
@@ -73,7 +72,7 @@ class MetaINR:
         """Hyponet first, then per modulated layer V0 then U (SPEC 10): V0 ~ N(0, 1) (fi, r) and U ~ N(0, 1/(r fi))
         (r, fo) when factorized; V0 ~ N(0, 1/fi) (fi, fo) when not."""
         config = self.config
-        params = {"hyponet": hyponet.init(config.hyponet, generator, weightless_layers=self.layers)}
+        params = {"hyponet": hyponet.init(config.hyponet, generator, weightless_layers=self.composer.weightless_layers)}
         shapes = hyponet.layer_shapes(config.hyponet)
         init, shared = {}, {}
         for k, name in zip(self.layers, self.names):
@@ -120,14 +119,17 @@ class MetaINR:
             if first_order:
                 grads = tree_map(torch.detach, grads)
             factors = {
-                name: v - config.inner_lr * self._lr_scale(v) * grads[name].to(v.dtype) for name, v in factors.items()
+                name: v - config.inner_lr * self.inner_lr_scale(v) * grads[name].to(v.dtype)
+                for name, v in factors.items()
             }
             trajectory.append(factors)
         losses = torch.stack(losses) if losses else hidden.new_zeros(0)
         return factors, losses, (trajectory if keep_trajectory else [])
 
-    def _lr_scale(self, factor: torch.Tensor) -> torch.Tensor | float:
-        """``||V||_F^2`` with normalize_weight (kept in the graph, quirk 20), else 1."""
+    def inner_lr_scale(self, factor: torch.Tensor) -> torch.Tensor | float:
+        """The factor of the inner learning rate for a modulation ``factor``: ``||V||_F^2`` with normalize_weight (kept
+        in the graph, quirk 20), else 1. A model of your own that modulates something a norm does not suit (a zero
+        initial bias shift would never move) overrides it."""
         return factor.square().sum() if self.config.hyponet.normalize_weight else 1.0
 
     # ---- the batch ----------------------------------------------------------------------------------------------
