@@ -14,7 +14,7 @@ import tyro
 
 from ginr import config as config_lib
 from ginr import hub, presets
-from ginr.config import MetaINRConfig
+from ginr.config import DataConfig, MetaINRConfig
 from ginr.data import BadFileError, is_views, signal_shape
 from ginr.data.catalog import DATA
 from ginr.manifest import CheckpointError
@@ -67,6 +67,19 @@ def check_inner_steps(config: config_lib.Config, n_steps: int | None, flag: str 
             f"its modulation in one pass and takes no inner steps; drop {flag} (it applies to ipc-meta and "
             "learned-init)"
         )
+
+
+def with_data_path(data: DataConfig, path: str | None, flag: str = "--data-path") -> DataConfig:
+    """``data`` read from ``path`` instead of where the model was trained from (None: unchanged); the embedded photos
+    are not read from a folder, so a path for them is refused, naming ``flag``."""
+    if path is None:
+        return data
+    if data.source == "photos":
+        raise ValueError(
+            f"{flag} {path}: this model was trained on the embedded photos (--data.source photos), which are not read "
+            f"from a folder; drop {flag}"
+        )
+    return dataclasses.replace(data, path=path)
 
 
 def parse_train_args(argv: list[str] | None = None, *, prog: str = "train.py", console: bool = True):
@@ -122,6 +135,11 @@ def parse_train_args(argv: list[str] | None = None, *, prog: str = "train.py", c
         shape = signal_shape(config.data)
         if shape is not None:
             model.check_signal(*shape)
+        if resume is None and config.data.source == "photos" and config.data.path is not None:
+            raise ValueError(
+                f"--data.path={config.data.path} is not read by --data.source photos (the embedded photographs); add "
+                "--data.source imagefolder (or celeba, ffhq, librispeech, hub) to use that data"
+            )
         if isinstance(config.model, MetaINRConfig) and (config.train.coord_subsample or config.train.coord_noise):
             raise ValueError(
                 "--train.coord-subsample and --train.coord-noise apply to hypernetwork models; the meta-learning "

@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from ginr import config as config_lib
 from ginr.manifest import CheckpointError, latest, verify
-from ginr.models import Model, build, model_config_type
+from ginr.models import Model, build
 from ginr.pytree import flatten, unflatten
 
 WEIGHTS_NAME = "model.safetensors"
@@ -44,11 +44,7 @@ class Pretrained:
 def save_pretrained(folder: str | os.PathLike, config: config_lib.Config, params: dict) -> Path:
     """Write ``params`` (a pytree) and ``config`` into ``folder``. The config must name a known model (shipped or
     :func:`ginr.models.register`-ed), so that :func:`from_pretrained` can rebuild it."""
-    config_type = model_config_type(config.model_name)  # a ValueError naming the known models
-    if not isinstance(config.model, config_type):
-        raise TypeError(
-            f"model {config.model_name!r} takes a {config_type.__name__}, not {type(config.model).__name__}"
-        )
+    build(config.model_name, config.model)  # refuses a name or config that from_pretrained could not rebuild
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {name: t.detach().to("cpu").contiguous() for name, t in flatten(params).items()}
@@ -142,30 +138,37 @@ def model_dir(id_or_dir: str | os.PathLike, revision: str | None = None) -> Path
         return Path(snapshot_download(str(id_or_dir), revision=revision, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME]))
     except HFValidationError as error:
         raise ModelFileError(
-            missing_folder(folder) or f"{id_or_dir!r} is neither a local folder nor a valid Hub repo id"
+            missing_folder(folder, "nor a valid Hub repo id")
+            or f"{id_or_dir!r} is neither a local folder nor a valid Hub repo id"
         ) from error
     except LocalEntryNotFoundError as error:
         raise ModelFileError(
-            missing_folder(folder)
+            missing_folder(
+                folder, "as a Hub repo id, it is not in the Hugging Face cache and the Hub cannot be reached"
+            )
             or f"{id_or_dir!r} is not a local folder and is not in the Hugging Face cache, and the Hub cannot be reached "
             "(offline?); download it once with network access or give a local folder"
         ) from error
     except RepositoryNotFoundError as error:
         raise ModelFileError(
-            missing_folder(folder) or f"{id_or_dir!r}: no such model repo on the Hub (or it is private: log in)"
+            missing_folder(folder, "nor a Hub repo of that name")
+            or f"{id_or_dir!r}: no such model repo on the Hub (or it is private: log in)"
         ) from error
 
 
-def missing_folder(folder: Path) -> str | None:
-    """When ``folder`` (not there, and no usable Hub repo of that name either) sits in a local folder that exists,
-    most likely its name is mistyped: say so, with the closest names there."""
+def missing_folder(folder: Path, hub_note: str) -> str | None:
+    """What is wrong with ``folder`` when it reads as a local path (a file, or a folder missing from a local folder
+    that exists: most likely mistyped, so the closest names there are given), followed by ``hub_note`` on why it was
+    not a Hub repo either; None when it does not read as a local path."""
+    if folder.is_file():
+        return f"{folder} is a file, not a model folder; give the folder that holds it ({hub_note})"
     parent = folder.parent
     if parent == Path(".") or not parent.is_dir():
         return None
     names = sorted(p.name for p in parent.iterdir() if p.is_dir())
     close = difflib.get_close_matches(folder.name, names, n=3, cutoff=0.5)
     hint = f"; the closest there: {', '.join(close)}" if close else ""
-    return f"{folder}: no such folder in {parent} (nor a Hub repo of that name){hint}"
+    return f"{folder}: no such folder in {parent}{hint} ({hub_note})"
 
 
 def local_model_dir(folder: Path) -> Path:

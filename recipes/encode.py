@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from ginr import cli, from_pretrained, inference, metrics
 from ginr import config as config_lib
-from ginr.data import EvalBatchSampler, eval_dataset, is_views, make_loader
+from ginr.data import BadFileError, EvalBatchSampler, eval_dataset, is_views, make_loader
 from ginr.pytree import flatten
 
 
@@ -53,15 +53,14 @@ def main(args: Args) -> None:
                 "recipes/reconstruct.py (an object folder and --support frames)"
             )
         cli.check_inner_steps(loaded.config, args.n_steps)
-        if args.data_path is not None:
-            data = dataclasses.replace(data, path=args.data_path)
+        data = cli.with_data_path(data, args.data_path)
         dataset = eval_dataset(data, args.split)
         sampler = EvalBatchSampler(len(dataset), args.batch_size, 1, 0)
     loader = make_loader(dataset, sampler, data.num_workers)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     parts: dict[str, list[torch.Tensor]] = {}
     psnrs = []
-    with cli.refusals(status=1):  # a data file that cannot be read, found while encoding
+    try:
         for signal in tqdm(loader, desc="encoding"):
             encoding = inference.encode(loaded.model, loaded.params, signal, data.coord_range, args.n_steps)
             modulation = encoding.modulation
@@ -70,6 +69,8 @@ def main(args: Args) -> None:
             psnrs.append(metrics.psnr(metrics.mse_per_sample(pred, signal)))
             for name, value in flatten(modulation).items():
                 parts.setdefault(f"modulation.{name}", []).append(value)
+    except BadFileError as error:  # a data file that cannot be read, found while encoding
+        cli.fail(str(error), status=1)
     tensors = {name: torch.cat(values).contiguous() for name, values in parts.items()}
     tensors["psnr"] = torch.cat(psnrs)
     tensors["index"] = torch.arange(len(dataset))

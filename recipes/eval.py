@@ -21,7 +21,7 @@ import tyro
 from accelerate import Accelerator
 
 from ginr import cli, from_pretrained
-from ginr.data import EvalBatchSampler, eval_dataset, make_loader
+from ginr.data import BadFileError, EvalBatchSampler, eval_dataset, make_loader
 from ginr.pytree import tree_map
 from ginr.train.evaluate import evaluate_config
 from ginr.train.logger import table
@@ -58,9 +58,7 @@ def main(args: Args) -> None:
     with cli.refusals():
         loaded = from_pretrained(source, revision=args.revision)
         cli.check_inner_steps(loaded.config, args.n_steps)
-        data = loaded.config.data
-        if args.data_path is not None:
-            data = dataclasses.replace(data, path=args.data_path)
+        data = cli.with_data_path(loaded.config.data, args.data_path)
         if args.redraw_eval:
             data = dataclasses.replace(data, redraw_eval=True)
         dataset = eval_dataset(data, args.split)
@@ -69,12 +67,15 @@ def main(args: Args) -> None:
     loader = make_loader(dataset, sampler, data.num_workers)
     params = tree_map(lambda t: t.detach().to(accelerator.device), loaded.params)
     config = dataclasses.replace(loaded.config, data=data)
-    with cli.refusals(status=1):  # a data file that cannot be read, found while measuring
+    if args.out and accelerator.is_main_process:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    try:
         result = evaluate_config(config, loaded.model, params, loader, accelerator=accelerator, n_steps=args.n_steps)
+    except BadFileError as error:  # a data file that cannot be read, found while measuring
+        cli.fail(str(error), status=1)
     row = {"model": source, "split": args.split or data.eval_split, **result.metrics}
     accelerator.print(table([row], list(row)))
     if args.out and accelerator.is_main_process:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(row, indent=2))
 
 

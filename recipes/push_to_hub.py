@@ -85,8 +85,11 @@ def main(args: Args) -> None:
     if args.dry_run:
         print(f"staged in {stage} (dry run: nothing uploaded)")
         return
-    from huggingface_hub import HfApi
+    from huggingface_hub import HfApi, errors
 
+    # the Hub's HTTP, offline-mode and missing-token errors are OSErrors; since huggingface_hub 1.0 a network that
+    # cannot be reached raises its HTTP client's errors, which are not (errors.HTTPError is their base there)
+    failures = (OSError, getattr(errors, "HTTPError", OSError))
     api = HfApi()
     try:
         api.create_repo(args.repo_id, private=args.private, exist_ok=True)
@@ -97,7 +100,7 @@ def main(args: Args) -> None:
             commit_message=f"ginr {loaded.config.model_name} on {loaded.config.data_name}"
             + (f", step {step}" if step else ""),
         )
-    except OSError as error:  # the Hub's HTTP, offline-mode and missing-token errors are all OSErrors
+    except failures as error:
         cli.fail(
             f"could not push to {args.repo_id}: {type(error).__name__}: {error}. The upload is staged in {stage}; "
             "check the network (HF_HUB_OFFLINE unset) and a write token (`hf auth login`), then run this again",

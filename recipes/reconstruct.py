@@ -139,6 +139,8 @@ def main(args: Args) -> None:
     for path in files:
         with cli.refusals():
             signal = read_signal(transform, path)
+            if any(int(size * args.scale) < 1 for size in signal.shape[1:-1]):
+                raise ValueError(f"--scale {args.scale} leaves no pixel (or sample) of {path}'s {signal.shape[1:-1]}")
         modulation = encode_refined(loaded, signal, args.steps, args.lr)
         shape = tuple(signal.shape[1:-1])
         same = inference.decode(loaded.model, loaded.params, modulation, shape, data.coord_range)

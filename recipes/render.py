@@ -96,7 +96,7 @@ def main(args: Args) -> None:
         config = loaded.config
         if not is_views(config.data):
             raise ValueError(f"{args.model} is not a NeRF (it was trained on {config.data_name}); see reconstruct.py")
-        data = dataclasses.replace(config.data, path=args.data_path or config.data.path)
+        data = cli.with_data_path(config.data, args.data_path)
         obj = find_object(args, data)
         support = inference.support_frames(obj, args.support, data.support_views)
         views = inference.check_frames(obj, list(args.views), "--views")

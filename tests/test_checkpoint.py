@@ -191,9 +191,12 @@ def test_from_pretrained_reads_the_hub_cache_offline(tmp_path, monkeypatch):
     with pytest.raises(ModelFileError) as error:  # reads as a Hub id too, but its folder is here: a typo
         from_pretrained(tmp_path / "runs" / "ipc-meta_photo_1")
     assert str(error.value) == (
-        f"{tmp_path / 'runs' / 'ipc-meta_photo_1'}: no such folder in {tmp_path / 'runs'} (nor a Hub repo of that "
-        "name); the closest there: ipc-meta_photos_1"
+        f"{tmp_path / 'runs' / 'ipc-meta_photo_1'}: no such folder in {tmp_path / 'runs'}; the closest there: "
+        "ipc-meta_photos_1 (nor a valid Hub repo id)"
     )
+    (tmp_path / "runs" / "weights.safetensors").write_bytes(b"")
+    with pytest.raises(ModelFileError, match=r"weights.safetensors is a file, not a model folder; give the folder"):
+        from_pretrained(tmp_path / "runs" / "weights.safetensors")
 
 
 # ---- bad checkpoints change nothing ------------------------------------------------------------------------------
@@ -408,6 +411,16 @@ def test_a_registered_model_of_your_own_saves_and_loads_like_the_shipped_ones(tm
     loaded = from_pretrained(tmp_path / "model")
     assert type(loaded.model) is HalfStepMeta and loaded.config.model_name == "half-step-meta"
     assert flatten(loaded.params).keys() == flatten(module.tree()).keys()
+    # the hook takes effect: one inner step moves the factor by 0.5 / ||V||^2 times the shipped model's step
+    signal = torch.rand(2, 8, 8, 3, generator=torch.Generator().manual_seed(3))
+    start = loaded.params["factors"]["init"]["1"].detach()
+    steps = {}
+    for name, model in (("custom", loaded.model), ("shipped", build("ipc-meta", config.model))):
+        with torch.enable_grad():
+            encoding = model.encode(loaded.params, signal, grid((8, 8)), training=False, n_steps=1)
+        steps[name] = start - encoding.modulation["1"].detach()
+    assert steps["shipped"].abs().max() > 0
+    torch.testing.assert_close(steps["custom"], steps["shipped"] * 0.5 / start.square().sum())
 
 
 def test_composer_refuses_an_unknown_mode():

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from ginr import cli, presets
 from ginr import config as config_lib
-from ginr import presets
 from ginr.cli import parse_train_args
 from ginr.config import MetaINRConfig
 
@@ -117,6 +117,11 @@ def test_unknown_model_name(capsys):
             "the data gives 1-D signals with 1 channel(s), but --model.hyponet.input-dim=2 and",
         ),
         (
+            ["--data.path", "/data/mine"],
+            "--data.path=/data/mine is not read by --data.source photos (the embedded photographs); add --data.source "
+            "imagefolder",
+        ),
+        (
             ["--model.hyponet.output-dim", "1"],
             "the data gives 2-D signals with 3 channel(s), but --model.hyponet.input-dim=2 and "
             "--model.hyponet.output-dim=1",
@@ -218,6 +223,15 @@ def test_init_from_takes_the_model_from_the_pretrained_folder(tmp_path, capsys):
         assert message in capsys.readouterr().err
     with pytest.raises(SystemExit):
         parse("--init-from", str(tmp_path / "missing"))
-    assert (
-        f"{tmp_path / 'missing'}: no such folder in {tmp_path} (nor a Hub repo of that name)" in capsys.readouterr().err
-    )
+    assert f"{tmp_path / 'missing'}: no such folder in {tmp_path}" in capsys.readouterr().err
+
+
+def test_a_data_path_for_a_model_trained_on_the_embedded_photos_is_refused():
+    photos = presets.resolve("ipc-meta", "photos").data
+    assert cli.with_data_path(photos, None) is photos
+    with pytest.raises(
+        ValueError, match=r"--data-path /x: this model was trained on the embedded photos .* drop --data-path"
+    ):
+        cli.with_data_path(photos, "/x")
+    celeba = presets.resolve("ipc-transinr", "celeba178").data
+    assert cli.with_data_path(celeba, "/data/celeba").path == "/data/celeba"

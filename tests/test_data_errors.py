@@ -71,6 +71,7 @@ def test_wrong_layouts_are_explained(tmp_path):
         r"\(expected a folder test/ there\); it has \['train', 'validation'\]",
     ):
         eval_dataset(DataConfig(source="imagefolder", path=str(folder), eval_split="test"))
+    assert len(eval_dataset(DataConfig(source="imagefolder", path=str(folder), eval_split="val"))) == 1  # val/ folder
     (folder / "validation").rename(folder / "other")
     with pytest.raises(ValueError, match=r"expected a folder validation/, val/, valid/, dev/ there"):
         eval_dataset(DataConfig(source="imagefolder", path=str(folder)))
@@ -167,10 +168,3 @@ def test_skip_bad_files_drops_them_with_a_count(tmp_path, caplog):
         catalog.DATA["librispeech1s"], path=str(audio), skip_bad_files=True, num_workers=0
     )
     assert len(eval_dataset(librispeech)) == 1
-
-
-def test_a_path_given_to_the_embedded_photos_is_refused_not_ignored(tmp_path):
-    with pytest.raises(
-        ValueError, match=r"--data.path=.* is not read by --data.source photos .* --data.source imagefolder"
-    ):
-        train_dataset(DataConfig(source="photos", path=str(tmp_path)))

@@ -14,6 +14,7 @@ import soundfile
 import torch
 from accelerate import Accelerator
 from conftest import smooth_image
+from huggingface_hub import errors as hub_errors
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -115,12 +116,14 @@ def test_reconstruct_image_writes_the_requested_size(tmp_path, image_file, capsy
         assert image.size == (24, 24)
 
 
-@pytest.mark.parametrize("case", ["unreadable file", "scale 0"])
+@pytest.mark.parametrize("case", ["unreadable file", "scale 0", "scale too small"])
 def test_reconstruct_refuses_bad_input_by_name(tmp_path, image_file, capsys, case):
     folder = saved_model(tmp_path, tiny("ipc-meta", DataConfig(resolution=8)))
     args = dict(model=str(folder), input=str(image_file), out=str(tmp_path / "out"))
     if case == "scale 0":
         args["scale"], expected = 0.0, "error: --scale 0.0 must be > 0"
+    elif case == "scale too small":
+        args["scale"], expected = 0.1, f"error: --scale 0.1 leaves no pixel (or sample) of {image_file}'s"
     else:
         image_file.write_bytes(b"not an image")
         expected = f"error: cannot read {image_file}: UnidentifiedImageError"
@@ -297,3 +300,12 @@ def test_push_to_hub_offline_fails_with_one_line_and_keeps_the_staged_folder(
     err = capsys.readouterr().err
     assert exit_info.value.code == 1 and "error: could not push to someone/tiny: OfflineModeIsEnabled" in err
     assert f"The upload is staged in {stage}" in err and (stage / "model.safetensors").is_file()
+
+    class Unreachable:  # online but no route to the Hub: the HTTP client's own error, not an OSError
+        def create_repo(self, *args, **kwargs):
+            raise hub_errors.HTTPError("no route to host")
+
+    monkeypatch.setattr("huggingface_hub.HfApi", Unreachable)
+    with pytest.raises(SystemExit) as exit_info:
+        push_to_hub.main(push_to_hub.Args(run=str(run), repo_id="someone/tiny", stage_dir=str(stage), samples=0))
+    assert exit_info.value.code == 1 and "no route to host" in capsys.readouterr().err

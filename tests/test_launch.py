@@ -296,16 +296,18 @@ def test_two_processes_refuse_an_evaluation_split_smaller_than_the_process_count
     assert not (tmp_path / "runs" / "run" / "config.json").exists()
 
 
-def test_evaluations_follow_the_references_cadence(tmp_path, image_folder):
-    """--train.eval-every 2 over 3 epochs of 4 steps: before training, after the first epoch (the reference's epoch
-    index 0), after the second, and at the end."""
+def test_evaluations_and_their_images_follow_the_references_cadence(tmp_path, image_folder):
+    """--train.eval-every 2 over 5 epochs of 4 steps: before training, after the first epoch (the reference's epoch
+    index 0), after epochs 2 and 4, and at the end; --train.image-every 4: images with all but epoch 2's."""
     flags = tiny_train_flags(image_folder, tmp_path, "run")
-    flags[flags.index("--train.epochs") + 1] = "3"
+    flags[flags.index("--train.epochs") + 1] = "5"
     flags[flags.index("--train.eval-every") + 1] = "2"
-    flags[flags.index("--train.checkpoint-every") + 1] = "3"
-    launch(flags)
+    flags[flags.index("--train.checkpoint-every") + 1] = "5"
+    launch([*flags, "--train.image-every", "4"])
     history = json.loads((tmp_path / "run" / "eval_metrics.json").read_text())
-    assert [row["step"] for row in history] == [0, 4, 8, 12]
+    assert [row["step"] for row in history] == [0, 4, 8, 16, 20]
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"images": 0}).Reload()
+    assert [event.step for event in events.Images("eval/reconstruction_x1")] == [0, 4, 16, 20]
 
 
 def test_a_run_that_stops_keeps_the_evaluations_it_made(tmp_path, image_folder):

@@ -41,8 +41,9 @@ def materialise(name: str, facts: DatasetFacts, sources: list[str], to: Path) ->
         local = source.startswith(("/", ".", "~")) or source.lower().endswith(ARCHIVE_SUFFIXES)
         if local and not Path(source).expanduser().exists():
             raise FileNotFoundError(f"--from {source}: no such file or folder")
+    sources = [str(Path(s).expanduser()) if s.startswith("~") else s for s in sources]
     to.mkdir(parents=True, exist_ok=True)
-    files = [path for path in map(Path, sources) if path.expanduser().is_file() or _is_file_folder(path.expanduser())]
+    files = [path for path in map(Path, sources) if path.is_file() or _is_file_folder(path)]
     if sources and len(files) == len(sources):
         return from_files(name, files, to)
     if len(sources) <= 1:

@@ -26,16 +26,12 @@ def load_split(config: DataConfig, split: str) -> datasets.Dataset:
     if source == "hub":
         return load_hub_split(config.path, split, config.hub_config, config.hub_revision, config.column)
     if source == "photos":
-        if config.path is not None:
-            raise ValueError(
-                f"--data.path={config.path} is not read by --data.source photos (the embedded photographs); add "
-                "--data.source imagefolder (or celeba, ffhq, librispeech, hub) to use that data"
-            )
         splits = {name: signal_column(data, "image", "photos") for name, data in load_photos(config.resolution).items()}
     elif source in ("imagefolder", "audiofolder"):
         splits = layouts.scan_splits(layouts.existing_folder(config.path), source.removesuffix("folder"))
     else:
         raise ValueError(f"unknown --data.source {source!r}")
+    split = layouts.SPLIT_ALIASES.get(split, split)  # the folder val/ is the split validation
     if split not in splits:
         where = f"--data.source={source}"
         if source != "photos":
