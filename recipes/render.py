@@ -1,9 +1,9 @@
 """Render novel views of an object with a trained NeRF: chosen views beside their ground truth, with PSNR, and an
-orbit around the object as a GIF (or MP4).
+orbit around the object as a GIF.
 
     python recipes/render.py runs/<run> --views 30 60 90                  # the first test object, support frame 0
     python recipes/render.py runs/<run> --object 1a9b552befd6306cc8f2d5fe7449af61 --support 3 --orbit 60
-    python recipes/render.py runs/<run> --folder data/shapenet/cars/<id> --support 0 17 --views 5 --format mp4
+    python recipes/render.py runs/<run> --folder data/shapenet/cars/<id> --support 0 17 --views 5
 
 The model reads as many support views as it was trained with (``--data.support-views``, 1 to 5 in the paper). The
 orbit turns the first support view's camera about the world's up axis (the one the object's cameras agree on), so it
@@ -15,9 +15,8 @@ faster).
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import torch
 import tyro
@@ -50,8 +49,6 @@ class Args:
     """Frames of the orbit around the object (0: no orbit)."""
     fps: int = 20
     """Orbit frames per second."""
-    format: Literal["gif", "mp4"] = "gif"
-    """Orbit file: GIF (Pillow), or MP4 (needs PyAV: pip install av)."""
     out: str = "renders"
     """Output folder."""
     revision: str | None = None
@@ -76,22 +73,17 @@ def find_object(args: Args, data) -> ViewsObject:
     return found[0]
 
 
-def write_video(frames: torch.Tensor, path: Path, fps: int) -> None:
-    """Frames (T, H, W, 3) in [0, 1] as an endlessly looping GIF, or an MP4 (PyAV, which main checks up front)."""
+def write_gif(frames: torch.Tensor, path: Path, fps: int) -> None:
+    """Frames (T, H, W, 3) in [0, 1] as an endlessly looping GIF."""
     pixels = (frames.clamp(0, 1) * 255).round().to(torch.uint8).cpu()
-    if path.suffix == ".mp4":
-        from torchvision.io import write_video as write_mp4
-
-        write_mp4(str(path), pixels, fps=fps)
-        return
     images = [Image.fromarray(frame.numpy()) for frame in pixels]
     images[0].save(path, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
 
 
 def main(args: Args) -> None:
     with cli.refusals():
-        if args.orbit and args.format == "mp4" and importlib.util.find_spec("av") is None:
-            raise ValueError("--format mp4 needs PyAV (pip install av); --format gif needs nothing more")
+        if args.orbit < 0 or args.fps < 1:
+            raise ValueError(f"--orbit {args.orbit} must be >= 0 (0: no orbit) and --fps {args.fps} >= 1")
         loaded = from_pretrained(args.model, revision=args.revision)
         config = loaded.config
         if not is_views(config.data):
@@ -100,12 +92,13 @@ def main(args: Args) -> None:
         obj = find_object(args, data)
         support = inference.support_frames(obj, args.support, data.support_views)
         views = inference.check_frames(obj, list(args.views), "--views")
+        given = obj.views(support, data.resolution)  # every frame is read before anything is rendered
+        obj.views(views, data.resolution)
     device = torch.device(args.device)
     params = tree_map(lambda t: t.detach().to(device), loaded.params)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     name = obj.folder.name
-    given = obj.views(support, data.resolution)
     save_image(given["images"].permute(0, 3, 1, 2), out / f"{name}_support.png", nrow=len(support))
     print(f"{name}: support frames {support} -> {out / f'{name}_support.png'}")
 
@@ -126,8 +119,8 @@ def main(args: Args) -> None:
             loaded.model, params, support_batch, poses[None].to(device), focals[None].to(device), size, config.render,
             data.depth_range,
         )[0]  # fmt: skip
-        target = out / f"{name}_orbit.{args.format}"
-        write_video(frames, target, args.fps)
+        target = out / f"{name}_orbit.gif"
+        write_gif(frames, target, args.fps)
         print(f"  orbit of {args.orbit} frames -> {target}")
 
 

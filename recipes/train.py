@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> None:
             if note is not None:
                 say(accelerator, note)
             elif ema is not None:
-                update_ema(ema, named_state(holder), train_cfg.ema, step)
+                update_ema(ema, named_state(holder), train_cfg.ema, step - 1)  # the step just taken, from 0
             images_per_s = plan.global_batch / (time.perf_counter() - tick)
             if step % train_cfg.log_every == 0 or step == total_steps:
                 logged = {k: accelerator.reduce(v.detach(), reduction="mean") for k, v in result.metrics.items()}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -299,3 +301,13 @@ def tiny_train_flags(folder, out_dir, run_name: str) -> list[str]:
         "--train.run-name",
         run_name,
     ]
+
+
+@pytest.fixture(scope="session")
+def train():
+    """recipes/train.py's ``main(argv)``, run in-process (faster than a launch; SystemExit carries refusals)."""
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("train_recipe", root / "recipes" / "train.py")
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    return recipe.main

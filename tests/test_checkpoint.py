@@ -282,6 +282,31 @@ def test_a_bad_checkpoint_is_refused_and_changes_nothing(tmp_path, accelerator, 
     assert_unchanged(before, fresh, fresh_optimizer)
 
 
+def test_a_failed_write_leaves_no_partial_checkpoint_and_names_the_last_good_one(tmp_path, accelerator, monkeypatch):
+    """A full disk (any OSError while writing) is a CheckpointError on every process, naming the step, the cause and
+    the last good checkpoint; nothing half-written stays and the earlier checkpoint is untouched."""
+    config, _, module, optimizer = make_run()
+    good = save(tmp_path, 1, config, module, optimizer, accelerator)
+    before = {p.name: p.read_bytes() for p in good.rglob("*") if p.is_file()}
+    write = checkpoint.save_file
+
+    def full_disk(tensors, path, *args, **kwargs):
+        if path.endswith("optimizer.safetensors"):
+            raise OSError(28, "No space left on device")
+        return write(tensors, path, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "save_file", full_disk)
+    with pytest.raises(CheckpointError) as error:
+        save(tmp_path, 2, config, module, optimizer, accelerator)
+    assert str(error.value).startswith(f"could not write the checkpoint of step 2 in {tmp_path / 'checkpoints'} (")
+    assert "No space left on device" in str(error.value) and str(good) in str(error.value)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [good.name]  # no partial folder left
+    assert {p.name: p.read_bytes() for p in good.rglob("*") if p.is_file()} == before
+    monkeypatch.setattr(checkpoint, "save_file", write)
+    again = save(tmp_path, 2, config, module, optimizer, accelerator)  # with space again
+    assert checkpoint.latest(tmp_path) == again
+
+
 def test_non_finite_weights_are_never_checkpointed(tmp_path, accelerator):
     config, model, module, optimizer = make_run()
     save(tmp_path, 1, config, module, optimizer, accelerator, keep=1)

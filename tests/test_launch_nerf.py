@@ -5,6 +5,7 @@ recipes/render.py and recipes/reconstruct.py on its checkpoint."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -91,6 +92,24 @@ def test_render_recipe_writes_views_with_psnr_and_an_orbit_gif(nerf_run, tmp_pat
         capture_output=True, text=True,
     )  # fmt: skip
     assert failed.returncode != 0 and "the model reads 2 support view(s)" in failed.stderr
+
+
+def test_render_recipe_refuses_bad_views_and_settings_before_rendering(nerf_run, shapenet_folder, tmp_path):
+    obj = tmp_path / "object"
+    shutil.copytree(shapenet_folder / "cars" / "e0", obj)
+    Image.open(obj / "r_3.png").resize((8, 8)).save(obj / "r_3.png")  # the model reads 16-px views
+    for args, message in (
+        (["--folder", str(obj), "--support", "0", "3"], "r_3.png is 8x8 px but --data.resolution is 16"),
+        (["--folder", str(obj), "--support", "0", "1", "--views", "3"], "r_3.png is 8x8 px"),
+        (["--orbit", "-3"], "--orbit -3 must be >= 0 (0: no orbit) and --fps 20 >= 1"),
+        (["--fps", "0"], "--fps 0 >= 1"),
+    ):
+        failed = subprocess.run(
+            [sys.executable, str(ROOT / "recipes" / "render.py"), str(nerf_run), "--out", str(tmp_path / "out"), *args],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert failed.returncode == 2 and "error: " in failed.stderr and message in failed.stderr, args
+        assert "Traceback" not in failed.stderr and not (tmp_path / "out").exists()
 
 
 def test_reconstruct_recipe_renders_a_set_of_views(nerf_run, shapenet_folder, tmp_path):

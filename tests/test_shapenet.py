@@ -14,7 +14,16 @@ from conftest import SHAPENET_SPLITS, write_shapenet
 from PIL import Image
 
 from ginr import render
-from ginr.data import BatchPlan, TrainBatchSampler, catalog, eval_dataset, make_loader, shapenet, train_dataset
+from ginr.data import (
+    BadFileError,
+    BatchPlan,
+    TrainBatchSampler,
+    catalog,
+    eval_dataset,
+    make_loader,
+    shapenet,
+    train_dataset,
+)
 
 
 def views_config(folder, **changes):
@@ -110,11 +119,11 @@ def test_missing_layout_and_bad_views_are_named(tmp_path, shapenet_folder):
         train_dataset(views_config(root, train_split="dev"))
     with pytest.raises(ValueError, match="fewer than the 3 distinct views .* --data.train-views"):
         train_dataset(views_config(root, train_views=2))
-    with pytest.raises(ValueError, match=r"r_\d\.png is 16x16 px but --data.resolution is 32"):
+    with pytest.raises(BadFileError, match=r"r_\d\.png is 16x16 px but --data.resolution is 32"):
         train_dataset(views_config(root, resolution=32))[(0, 0)]
     (root / "cars" / "t0" / "r_1.png").write_bytes(b"not a png")
     data = train_dataset(views_config(root, train_views=4, support_views=3))
-    with pytest.raises(ValueError, match="cannot read the view .*r_1.png"):
+    with pytest.raises(BadFileError, match="cannot read the view .*r_1.png"):
         data[(0, 0)]
 
 

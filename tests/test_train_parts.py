@@ -6,9 +6,12 @@ import dataclasses
 
 import pytest
 import torch
+from conftest import tiny_train_flags
+from safetensors.torch import load_file
 
 import ginr
 from ginr import presets
+from ginr.hub import read_config
 from ginr.models import build
 from ginr.module import ParamsModule
 from ginr.pytree import flatten
@@ -99,3 +102,18 @@ def test_tf32_matmuls_only_when_asked(precision, tf32):
     finally:
         matmul.allow_tf32, cudnn.allow_tf32 = saved
         torch.set_num_threads(threads)
+
+
+def test_the_first_ema_update_uses_the_warm_up_of_step_0(tmp_path, image_folder, train):
+    """SPEC 6.6: the reference updates its average with the step count before incrementing it, so after the first
+    step the average is init + (1 - min(decay, 1/10)) (weights - init) = init + 0.9 (weights - init)."""
+    flags = tiny_train_flags(image_folder, tmp_path, "run")
+    train([*flags, "--train.ema", "0.999", "--train.max-steps", "1", "--train.no-eval-at-start"])
+    folder = tmp_path / "run" / "checkpoints" / "step-00000001"
+    ema, weights = load_file(folder / "ema.safetensors"), load_file(folder / "model" / "model.safetensors")
+    config = read_config(tmp_path / "run")
+    initial = flatten(build(config.model_name, config.model).init(torch.Generator().manual_seed(0)))
+    moved = {name: weights[name] - initial[name] for name in weights if (weights[name] != initial[name]).any()}
+    assert moved  # the step changed the weights
+    for name, change in moved.items():
+        torch.testing.assert_close(ema[name] - initial[name], 0.9 * change, rtol=1e-4, atol=1e-7)

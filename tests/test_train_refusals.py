@@ -3,22 +3,11 @@ run folder is written to, and leave every file of an existing run as it was."""
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from pathlib import Path
 
 import pytest
 from conftest import tiny_train_flags, write_image_folder
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def train():
-    spec = importlib.util.spec_from_file_location("train_recipe", ROOT / "recipes" / "train.py")
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
-    return recipe.main
 
 
 def files(folder: Path) -> dict[str, bytes]:

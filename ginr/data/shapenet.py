@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 
 from ginr.config import DataConfig
 from ginr.data.layouts import existing_folder
-from ginr.data.loader import mix_seeds
+from ginr.data.loader import BadFileError, mix_seeds
 
 log = logging.getLogger(__name__)
 SPLIT_ALIASES = {"validation": "val", "valid": "val"}
@@ -90,15 +90,18 @@ def image_name(file_path: str) -> str:
 
 
 def load_view(path: Path, resolution: int | None) -> torch.Tensor:
-    """An RGBA PNG composited on white, ``rgb a + (1 - a)``, as (H, W, 3) float32 in [0, 1] (RGB files as they are)."""
+    """An RGBA PNG composited on white, ``rgb a + (1 - a)``, as (H, W, 3) float32 in [0, 1] (RGB files as they are).
+
+    A file that cannot be read, or is not ``resolution`` px square, is a :class:`BadFileError` naming it (a training
+    run stops with that one line, as for any data file)."""
     try:
         with Image.open(path) as image:
             image.load()
             rgba = np.asarray(image.convert("RGBA"), dtype=np.float32) / np.float32(255)
     except (OSError, ValueError) as error:
-        raise ValueError(f"cannot read the view {path}: {error}; replace the file or drop its object") from error
+        raise BadFileError(f"cannot read the view {path}: {error}; replace the file or drop its object") from error
     if resolution is not None and rgba.shape[:2] != (resolution, resolution):
-        raise ValueError(
+        raise BadFileError(
             f"{path} is {rgba.shape[1]}x{rgba.shape[0]} px but --data.resolution is {resolution}; views are not "
             "resized (set --data.resolution, and --model.tokenizer.n-tokens to match)"
         )

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from accelerate.utils import gather_object
 from safetensors.torch import load_file, save_file
 
 from ginr import hub
@@ -148,42 +149,67 @@ def save(
     root = Path(run_dir) / "checkpoints"
     final = root / folder_name(step)
     partial = root / f".{folder_name(step)}.partial"
-    if accelerator.is_main_process:
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
-    accelerator.wait_for_everyone()
 
-    rank = accelerator.process_index
-    tensors, meta = rng_state()
-    save_file(tensors, str(partial / f"rng-{rank}.safetensors"))
-    (partial / f"rng-{rank}.json").write_text(json.dumps(meta))
-    if accelerator.is_main_process:
-        hub.save_pretrained(partial / "model", config, params)
-        tensors, meta = optimizer_state(optimizer)
-        save_file(tensors, str(partial / "optimizer.safetensors"))
-        (partial / "optimizer.json").write_text(json.dumps(meta))
-        if ema is not None:
-            save_file({k: v.detach().to("cpu").contiguous() for k, v in ema.items()}, str(partial / "ema.safetensors"))
-        (partial / "trainer_state.json").write_text(json.dumps({**trainer_state, "step": step}, indent=2))
-    accelerator.wait_for_everyone()
+    def make_partial():
+        if accelerator.is_main_process:
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir(parents=True)
 
-    if accelerator.is_main_process:
-        files = sorted(p for p in partial.rglob("*") if p.is_file())
-        manifest = {}
-        for path in files:
-            _fsync(path)
-            manifest[str(path.relative_to(partial))] = {"bytes": path.stat().st_size, "sha256": sha256(path)}
-        (partial / MANIFEST).write_text(json.dumps({"step": step, "files": manifest}, indent=2))
-        _fsync(partial / MANIFEST)
-        for directory in {p.parent for p in files} | {partial}:
-            _fsync(directory)
-        if final.exists():  # a checkpoint of this step that failed verification, left by an earlier attempt
-            shutil.rmtree(final)
-        os.replace(partial, final)
-        _fsync(root)
-        prune(root, keep, final)
-    accelerator.wait_for_everyone()
+    def write_parts():
+        rank = accelerator.process_index
+        tensors, meta = rng_state()
+        save_file(tensors, str(partial / f"rng-{rank}.safetensors"))
+        (partial / f"rng-{rank}.json").write_text(json.dumps(meta))
+        if accelerator.is_main_process:
+            hub.save_pretrained(partial / "model", config, params)
+            tensors, meta = optimizer_state(optimizer)
+            save_file(tensors, str(partial / "optimizer.safetensors"))
+            (partial / "optimizer.json").write_text(json.dumps(meta))
+            if ema is not None:
+                ema_cpu = {k: v.detach().to("cpu").contiguous() for k, v in ema.items()}
+                save_file(ema_cpu, str(partial / "ema.safetensors"))
+            (partial / "trainer_state.json").write_text(json.dumps({**trainer_state, "step": step}, indent=2))
+
+    def seal():
+        if accelerator.is_main_process:
+            files = sorted(p for p in partial.rglob("*") if p.is_file())
+            manifest = {}
+            for path in files:
+                _fsync(path)
+                manifest[str(path.relative_to(partial))] = {"bytes": path.stat().st_size, "sha256": sha256(path)}
+            (partial / MANIFEST).write_text(json.dumps({"step": step, "files": manifest}, indent=2))
+            _fsync(partial / MANIFEST)
+            for directory in {p.parent for p in files} | {partial}:
+                _fsync(directory)
+            if final.exists():  # a checkpoint of this step that failed verification, left by an earlier attempt
+                shutil.rmtree(final)
+            os.replace(partial, final)
+            _fsync(root)
+            prune(root, keep, final)
+
+    for phase in (make_partial, write_parts, seal):  # every process finishes each phase before the next
+        _all_or_none(phase, accelerator, step, root, partial)
     return final
+
+
+def _all_or_none(phase, accelerator, step: int, root: Path, partial: Path) -> None:
+    """Run ``phase`` on every process (collective). If it fails with an OSError on any (a full disk, permissions),
+    every process raises the same :class:`CheckpointError` and the partial folder is removed: no process is left
+    waiting for the others, and no half-written checkpoint remains."""
+    try:
+        phase()
+        failure = None
+    except OSError as error:
+        failure = f"{type(error).__name__}: {error}"
+    failures = [f for f in gather_object([failure]) if f]
+    if failures:
+        if accelerator.is_main_process:
+            shutil.rmtree(partial, ignore_errors=True)
+        raise CheckpointError(
+            f"could not write the checkpoint of step {step} in {root} "
+            f"({failures[0]}); nothing of it was kept, the last good one is "
+            f"{latest(root.parent) or 'none (no checkpoint yet)'}: free space or fix the folder, then --resume"
+        )
 
 
 def prune(root: Path, keep: int, newest: Path) -> None:
