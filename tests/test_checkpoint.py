@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from accelerate import Accelerator
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ginr import config as config_lib
@@ -282,8 +283,18 @@ def test_a_bad_checkpoint_is_refused_and_changes_nothing(tmp_path, accelerator, 
     assert_unchanged(before, fresh, fresh_optimizer)
 
 
-def test_a_failed_write_leaves_no_partial_checkpoint_and_names_the_last_good_one(tmp_path, accelerator, monkeypatch):
-    """A full disk (any OSError while writing) is a CheckpointError on every process, naming the step, the cause and
+@pytest.mark.parametrize(
+    "failure",
+    [
+        SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)"),  # safetensors'
+        OSError(28, "No space left on device"),  # a JSON file's
+    ],
+    ids=["safetensors", "os"],
+)
+def test_a_failed_write_leaves_no_partial_checkpoint_and_names_the_last_good_one(
+    tmp_path, accelerator, monkeypatch, failure
+):
+    """A full disk (any I/O error while writing) is a CheckpointError on every process, naming the step, the cause and
     the last good checkpoint; nothing half-written stays and the earlier checkpoint is untouched."""
     config, _, module, optimizer = make_run()
     good = save(tmp_path, 1, config, module, optimizer, accelerator)
@@ -292,7 +303,7 @@ def test_a_failed_write_leaves_no_partial_checkpoint_and_names_the_last_good_one
 
     def full_disk(tensors, path, *args, **kwargs):
         if path.endswith("optimizer.safetensors"):
-            raise OSError(28, "No space left on device")
+            raise failure
         return write(tensors, path, *args, **kwargs)
 
     monkeypatch.setattr(checkpoint, "save_file", full_disk)

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate.utils import gather_object
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ginr import hub
@@ -193,13 +194,13 @@ def save(
 
 
 def _all_or_none(phase, accelerator, step: int, root: Path, partial: Path) -> None:
-    """Run ``phase`` on every process (collective). If it fails with an OSError on any (a full disk, permissions),
+    """Run ``phase`` on every process (collective). If it fails to write on any (a full disk, permissions),
     every process raises the same :class:`CheckpointError` and the partial folder is removed: no process is left
     waiting for the others, and no half-written checkpoint remains."""
     try:
         phase()
         failure = None
-    except OSError as error:
+    except (OSError, SafetensorError) as error:  # safetensors reports its own I/O errors as SafetensorError
         failure = f"{type(error).__name__}: {error}"
     failures = [f for f in gather_object([failure]) if f]
     if failures:
