@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import pytest
 import torch
@@ -31,6 +32,11 @@ def test_cache_is_exact_and_built_once(tmp_path, monkeypatch):
     assert len(train_dataset(cached)) == 8  # read back, not rebuilt
     with pytest.raises(AssertionError, match="rebuilt"):
         train_dataset(dataclasses.replace(cached, resolution=10))  # another resolution is another cache
+    changed = sorted((root / "train").rglob("*.png"))[0]
+    changed.write_bytes(changed.read_bytes())  # rewritten on disk: a new modification time
+    os.utime(changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns + 10**9))
+    with pytest.raises(AssertionError, match="rebuilt"):
+        train_dataset(cached)  # a file changed since the cache was built: not served from it
 
 
 def test_random_crop_splits_are_not_cached(tmp_path):
@@ -55,3 +61,21 @@ def test_cache_build_stops_on_a_bad_file_unless_skipping(tmp_path):
         eval_dataset(config)
     assert not any(p.is_dir() for p in (tmp_path / "cache").iterdir())  # nothing half-written is left
     assert len(eval_dataset(dataclasses.replace(config, skip_bad_files=True))) == 2
+
+
+def test_the_cache_key_follows_files_on_disk_not_rows_that_carry_their_bytes(tmp_path):
+    """Hub copies carry each image's bytes beside a file name that need not exist here: only rows read from files
+    enter the key, with their size and modification time."""
+    import datasets
+
+    carried = datasets.Dataset.from_dict(
+        {"image": [{"bytes": b"\x89PNG...", "path": "n01440764_10026.JPEG"}]},
+        features=datasets.Features({"image": datasets.Image(decode=False)}),
+    )
+    assert cache.files_state(carried) == cache.files_state(carried.select([]))  # nothing on disk to follow
+    image = tmp_path / "a.png"
+    image.write_bytes(b"one")
+    on_disk = datasets.Dataset.from_dict({"image": [{"bytes": None, "path": str(image)}]})
+    before = cache.files_state(on_disk)
+    image.write_bytes(b"longer")
+    assert cache.files_state(on_disk) != before

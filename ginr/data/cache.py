@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -78,13 +79,30 @@ def drop_unusable(data: datasets.Dataset, transform, column: str, num_workers: i
     return _keep_usable(data, checked["error"], skip=True, name=name)
 
 
+def files_state(data: datasets.Dataset) -> str:
+    """A digest of the size and modification time of every file the rows are read from (rows that carry their bytes,
+    as Hub copies do, have none): a file replaced or changed on disk gives a new cache key, where the split's
+    fingerprint sees only the paths."""
+    digest = hashlib.sha1()
+    for batch in data.with_format("arrow").iter(batch_size=4096):
+        entries = batch["image"].combine_chunks()  # the bytes stay in Arrow
+        on_disk = entries.field("bytes").is_null().to_pylist()
+        for path, read_from_file in zip(entries.field("path").to_pylist(), on_disk):
+            if read_from_file and path:
+                state = os.stat(path)
+                digest.update(f"{path}|{state.st_size}|{state.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
 def resized_cache(
     data: datasets.Dataset, transform: ImageTransform, cache_dir: str, name: str, num_workers: int, skip_bad: bool
 ) -> datasets.Dataset:
     """``data`` as resized PNGs under ``cache_dir`` (built once, under a file lock so parallel processes share it)."""
     if transform.mode != "resize_center_crop":
         raise ValueError(f"only resize_center_crop outputs can be cached, not {transform.mode}")
-    key = hashlib.sha1(f"{CACHE_VERSION}|{data._fingerprint}|{transform.resolution}|{skip_bad}".encode()).hexdigest()
+    key = hashlib.sha1(
+        f"{CACHE_VERSION}|{data._fingerprint}|{files_state(data)}|{transform.resolution}|{skip_bad}".encode()
+    ).hexdigest()
     folder = Path(cache_dir).expanduser() / f"{name}-{transform.resolution}px-{key[:16]}"
     folder.parent.mkdir(parents=True, exist_ok=True)
     with filelock.FileLock(f"{folder}.lock"):
