@@ -45,12 +45,13 @@ incomplete or do not fit."""
 
 
 @contextlib.contextmanager
-def refusals(status: int = 2):
-    """Inside ``with refusals():`` any of :data:`REFUSALS` ends the program through :func:`fail` (its message, exit
-    ``status``). Recipes wrap what they check before the work starts: loading the model, the data, their flags."""
+def refusals(status: int = 2, errors: tuple[type[Exception], ...] = REFUSALS):
+    """Inside ``with refusals():`` any of ``errors`` (:data:`REFUSALS`) ends the program through :func:`fail` (its
+    message, exit ``status``). Recipes wrap what they check before the work starts: loading the model, the data,
+    their flags; and the work itself with ``refusals(1, (BadFileError,))``, for a data file found unreadable."""
     try:
         yield
-    except REFUSALS as error:
+    except errors as error:
         fail(str(error), status)
 
 

@@ -60,7 +60,7 @@ def main(args: Args) -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     parts: dict[str, list[torch.Tensor]] = {}
     psnrs = []
-    try:
+    with cli.refusals(1, (BadFileError,)):  # a data file that cannot be read, found while encoding
         for signal in tqdm(loader, desc="encoding"):
             encoding = inference.encode(loaded.model, loaded.params, signal, data.coord_range, args.n_steps)
             modulation = encoding.modulation
@@ -69,8 +69,6 @@ def main(args: Args) -> None:
             psnrs.append(metrics.psnr(metrics.mse_per_sample(pred, signal)))
             for name, value in flatten(modulation).items():
                 parts.setdefault(f"modulation.{name}", []).append(value)
-    except BadFileError as error:  # a data file that cannot be read, found while encoding
-        cli.fail(str(error), status=1)
     tensors = {name: torch.cat(values).contiguous() for name, values in parts.items()}
     tensors["psnr"] = torch.cat(psnrs)
     tensors["index"] = torch.arange(len(dataset))

@@ -69,10 +69,8 @@ def main(args: Args) -> None:
     config = dataclasses.replace(loaded.config, data=data)
     if args.out and accelerator.is_main_process:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    try:
+    with cli.refusals(1, (BadFileError,)):  # a data file that cannot be read, found while measuring
         result = evaluate_config(config, loaded.model, params, loader, accelerator=accelerator, n_steps=args.n_steps)
-    except BadFileError as error:  # a data file that cannot be read, found while measuring
-        cli.fail(str(error), status=1)
     row = {"model": source, "split": args.split or data.eval_split, **result.metrics}
     accelerator.print(table([row], list(row)))
     if args.out and accelerator.is_main_process:

@@ -37,11 +37,11 @@ def materialise(name: str, facts: DatasetFacts, sources: list[str], to: Path) ->
     """Write dataset ``name`` into ``to`` from archives / extracted folders, or from one Hub id or parquet folder
     (the known Hub copy when ``sources`` is empty); the number of files written. A source that reads as a local
     path (absolute, ``./``, ``~``, or an archive name) but does not exist is refused before ``to`` is made."""
-    for source in sources:
-        local = source.startswith(("/", ".", "~")) or source.lower().endswith(ARCHIVE_SUFFIXES)
-        if local and not Path(source).expanduser().exists():
-            raise FileNotFoundError(f"--from {source}: no such file or folder")
     sources = [str(Path(s).expanduser()) if s.startswith("~") else s for s in sources]
+    for source in sources:
+        local = source.startswith(("/", ".")) or source.lower().endswith(ARCHIVE_SUFFIXES)
+        if local and not Path(source).exists():
+            raise FileNotFoundError(f"--from {source}: no such file or folder")
     to.mkdir(parents=True, exist_ok=True)
     files = [path for path in map(Path, sources) if path.is_file() or _is_file_folder(path)]
     if sources and len(files) == len(sources):

@@ -28,14 +28,24 @@ from ginr.nn import hyponet
 Mode = Literal["factorized", "full", "tiled"]
 
 
-def layer_values(values: tuple[int, ...], given: tuple[int, ...] | None, n_layer: int, flag: str) -> dict[int, int]:
-    """``flag``'s value for each modulated layer: one value for every layer, or one per layer, paired with the layers
-    in the order ``--model.modulated-layers`` names them (``given``; None: every layer, in order). The reference
-    lists one value per hyponet layer instead; with its one modulated layer (the paper's presets) the two agree."""
-    layers = tuple(range(n_layer)) if given is None else tuple(given)
+def layer_values(
+    values: tuple[int, ...], given: tuple[int, ...] | None, fan_outs: list[int], flag: str
+) -> dict[int, int]:
+    """``flag``'s value (a rank or a token count) for each modulated layer, in layer order: one value for every layer,
+    clipped to each layer's fan-out (SPEC 2.1, 2.4), or one per layer, paired with the layers in the order
+    ``--model.modulated-layers`` names them (``given``; None: every layer, in order) and each within 1..its fan-out.
+    The reference lists one value per hyponet layer instead; with its one modulated layer (the paper's presets) the
+    two agree."""
+    layers = tuple(range(len(fan_outs))) if given is None else tuple(given)
     if len(values) not in (1, len(layers)):
         raise ValueError(f"{flag}={values}: give 1 value or one per modulated layer ({len(layers)})")
-    return {k: values[0] if len(values) == 1 else values[i] for i, k in enumerate(layers)}
+    chosen = {}
+    for i, k in enumerate(layers):
+        value = values[0] if len(values) == 1 else values[i]
+        if value < 1 or (len(values) > 1 and value > fan_outs[k]):
+            raise ValueError(f"{flag}: {value} for layer {k} must be in 1..{fan_outs[k]} (its fan-out)")
+        chosen[k] = min(value, fan_outs[k])
+    return dict(sorted(chosen.items()))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -40,19 +40,13 @@ class HypernetINR:
         self.composer = Composer(
             config.hyponet, layers, "factorized" if config.factorized else "tiled", config.vmap_chunk_size
         )
-        given = config.n_weight_tokens
-        tokens = layer_values(given, config.modulated_layers, n_layer, "--model.n-weight-tokens")
+        fan_outs = [fan_out for _, fan_out in shapes]
+        tokens = layer_values(config.n_weight_tokens, config.modulated_layers, fan_outs, "--model.n-weight-tokens")
         self.groups: dict[str, int] = {}
         self.token_slices: dict[str, tuple[int, int]] = {}
         start = 0
-        for k in layers:  # token ranges are contiguous in layer order (SPEC 2.1)
-            fan_out = shapes[k][1]
-            wanted = tokens[k]
-            if wanted < 1 or (len(given) > 1 and wanted > fan_out):
-                raise ValueError(
-                    f"--model.n-weight-tokens: {wanted} for layer {k} must be in 1..{fan_out} (its fan-out)"
-                )
-            groups = min(wanted, fan_out)  # a single broadcast value is clipped per layer (SPEC 2.1)
+        for k, groups in tokens.items():  # token ranges are contiguous in layer order (SPEC 2.1)
+            fan_out = fan_outs[k]
             if fan_out % groups:
                 raise ValueError(
                     f"--model.n-weight-tokens: layer {k}'s fan-out {fan_out} must be a multiple of its {groups} tokens"

@@ -41,18 +41,12 @@ class MetaINR:
         self.composer = Composer(
             config.hyponet, layers, "factorized" if config.factorized else "full", config.vmap_chunk_size
         )
-        ranks = layer_values(config.rank, config.modulated_layers, n_layer, "--model.rank")
+        ranks = layer_values(config.rank, config.modulated_layers, [fan_out for _, fan_out in shapes], "--model.rank")
+        self.ranks = {str(k): rank for k, rank in ranks.items()}
         if config.n_inner_steps < 0 or (config.eval_inner_steps or 0) < 0:
             raise ValueError("--model.n-inner-steps and --model.eval-inner-steps must be >= 0")
         if config.inner_lr <= 0:
             raise ValueError(f"--model.inner-lr={config.inner_lr} must be > 0")
-        self.ranks = {}
-        for k in layers:
-            fan_out = shapes[k][1]
-            rank = ranks[k]
-            if rank < 1 or (len(config.rank) > 1 and rank > fan_out):
-                raise ValueError(f"--model.rank: {rank} for layer {k} must be in 1..{fan_out} (its fan-out)")
-            self.ranks[str(k)] = min(rank, fan_out)  # a single broadcast rank is clipped per layer (SPEC 2.4)
 
     @property
     def layers(self) -> tuple[int, ...]:
