@@ -6,21 +6,25 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import json
+import difflib
 import sys
+import typing
 from pathlib import Path
 
 import tyro
 
 from ginr import config as config_lib
-from ginr import hub, presets
+from ginr import hub, presets, rules
 from ginr.config import DataConfig, MetaINRConfig
-from ginr.data import BadFileError, is_views, signal_shape
+from ginr.data import BadFileError, is_views
 from ginr.data.catalog import DATA
 from ginr.manifest import CheckpointError
-from ginr.models import MODEL_NAMES, build, model_config_type
+from ginr.models import model_config_type, model_names
 
-USAGE = f"""--model {{{",".join(MODEL_NAMES)}}} --data {{{",".join(presets.DATA_NAMES)}}} [--resume RUN_DIR]
+
+def usage() -> str:
+    """The head of ``--help``: the models known now (registered ones included) and the data presets."""
+    return f"""--model {{{",".join(model_names())}}} --data {{{",".join(presets.DATA_NAMES)}}} [--resume RUN_DIR]
 [--init-from MODEL [--init-revision REV]] [FLAGS]
 
 --model and --data choose the paper preset (default: ipc-meta on the embedded photos); every flag below is a field of
@@ -83,8 +87,46 @@ def with_data_path(data: DataConfig, path: str | None, flag: str = "--data-path"
     return dataclasses.replace(data, path=path)
 
 
+def flag_names(model_type: type) -> set[str]:
+    """Every flag tyro makes of a :class:`ginr.config.Config` whose model section is ``model_type``: ``--section.field``
+    (hyphenated) for each field, and ``--section.no-field`` for a bool."""
+    flags = set()
+
+    def walk(cls: type, prefix: str) -> None:
+        hints = typing.get_type_hints(cls)
+        for field in dataclasses.fields(cls):
+            hint = model_type if (cls is config_lib.Config and field.name == "model") else hints[field.name]
+            name = f"{prefix}{field.name.replace('_', '-')}"
+            if dataclasses.is_dataclass(hint):
+                walk(hint, f"{name}.")
+            else:
+                flags.add(f"--{name}")
+                if hint is bool:
+                    flags.add(f"--{prefix}no-{field.name.replace('_', '-')}")
+
+    walk(config_lib.Config, "")
+    return flags
+
+
+def refuse_unknown_flags(args: list[str], model_type: type) -> None:
+    """Exit with status 2 and the closest known flag when ``args`` hold a flag close to a known one: a typo, or words
+    whose initials are a known field (--optim.learning-rate for --optim.lr). tyro reports the others."""
+    known = flag_names(model_type)
+    for arg in args:
+        flag = arg.split("=", 1)[0]
+        if not flag.startswith("--") or flag in ("--help", "--") or flag.replace("_", "-") in known:
+            continue
+        section, _, field = flag.rpartition(".")
+        acronym = f"{section}.{''.join(word[0] for word in field.replace('_', '-').split('-') if word)}"
+        close = [acronym] if acronym in known else []
+        close += difflib.get_close_matches(flag, sorted(known), n=1, cutoff=0.6)
+        if close:
+            fail(f"unknown flag {flag}; did you mean {close[0]}?")
+
+
 def parse_train_args(argv: list[str] | None = None, *, prog: str = "train.py", console: bool = True):
-    """Returns ``(config, resume_dir or None)``. Bad names, flags or values exit with status 2 and a message."""
+    """Returns ``(config, resume_dir or None)``. Bad names, flags or values exit with status 2 and a message; the
+    config passes :func:`ginr.rules.validate` (with the rules of a fresh run unless resuming)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     pre.add_argument("--model", default=None)
@@ -97,7 +139,7 @@ def parse_train_args(argv: list[str] | None = None, *, prog: str = "train.py", c
     resume = Path(known.resume) if known.resume else None
     with refusals():
         if resume is not None:
-            base = _saved_config(resume)
+            base = _resumed_config(resume)
             for flag, given, saved in (
                 ("--model", known.model, base.model_name),
                 ("--data", known.data, base.data_name),
@@ -116,36 +158,13 @@ def parse_train_args(argv: list[str] | None = None, *, prog: str = "train.py", c
                 )
         else:
             base = presets.resolve(known.model or "ipc-meta", known.data or "photos", known.support_views)
+    model_type = model_config_type(base.model_name)
+    refuse_unknown_flags(rest, model_type)
     config = tyro.cli(
-        config_lib.Config[model_config_type(base.model_name)],
-        default=base,
-        args=rest,
-        prog=prog,
-        description=USAGE,
-        console_outputs=console,
+        config_lib.Config[model_type], default=base, args=rest, prog=prog, description=usage(), console_outputs=console
     )
     with refusals():
-        config_lib.validate(config)
-        nerf = getattr(getattr(config.model, "tokenizer", None), "type", None) == "nerf_views"
-        if nerf != is_views(config.data):
-            raise ValueError(
-                "multi-view data (--data.source shapenet) and a NeRF model (--model.tokenizer.type nerf_views) go "
-                "together: start from a shapenet preset (--model ipc-transinr|transinr --data shapenet-cars|chairs|lamps)"
-            )
-        model = build(config.model_name, config.model)
-        shape = signal_shape(config.data)
-        if shape is not None:
-            model.check_signal(*shape)
-        if resume is None and config.data.source == "photos" and config.data.path is not None:
-            raise ValueError(
-                f"--data.path={config.data.path} is not read by --data.source photos (the embedded photographs); add "
-                "--data.source imagefolder (or celeba, ffhq, librispeech, hub) to use that data"
-            )
-        if isinstance(config.model, MetaINRConfig) and (config.train.coord_subsample or config.train.coord_noise):
-            raise ValueError(
-                "--train.coord-subsample and --train.coord-noise apply to hypernetwork models; the meta-learning "
-                "inner loop and its outer loss use the full grid (SPEC 2.4)"
-            )
+        rules.validate(config, fresh_run=resume is None)
     return config, resume
 
 
@@ -167,11 +186,11 @@ def _pretrained_config(source: str, revision: str | None, model: str | None, dat
     )
 
 
-def _saved_config(run_dir: Path) -> config_lib.Config:
-    path = run_dir / "config.json"
-    if not path.is_file():
-        raise ValueError(f"--resume {run_dir}: {path} not found; give the folder of a ginr run")
-    try:
-        return config_lib.from_dict(json.loads(path.read_text()))
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise ValueError(f"{path} is not a valid ginr config: {error}") from error
+def _resumed_config(run_dir: Path) -> config_lib.Config:
+    """The saved config of the run ``--resume`` names (read by :func:`ginr.hub.read_config`)."""
+    if not (run_dir / hub.CONFIG_NAME).is_file():
+        raise ValueError(
+            f"--resume {run_dir}: {run_dir / hub.CONFIG_NAME} not found; give the folder of a ginr run (the "
+            "--train.out-dir / --train.run-name folder that holds config.json and checkpoints/)"
+        )
+    return hub.read_config(run_dir)

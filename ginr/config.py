@@ -1,7 +1,7 @@
 """Typed configuration: one frozen dataclass per concern.
 
 Every field is a command-line flag of ``recipes/train.py`` (through tyro), so the one-line docstring under each field
-is what ``--help`` prints. Defaults are the reference's dataclass defaults (SPEC.md section 1.1, 2.4) unless a
+is what ``--help`` prints. Defaults are the reference's dataclass defaults (fidelity 1.1, 2.4) unless a
 field's docstring says otherwise (the model configs default to the paper's IPC layer); the paper's per-experiment
 values live in :mod:`ginr.presets`.
 """
@@ -12,6 +12,7 @@ import dataclasses
 import json
 import types
 import typing
+from collections.abc import Callable
 from typing import Generic, Literal, TypeVar
 
 import tyro
@@ -25,7 +26,7 @@ CompileMode = Literal["auto", "off", "default", "reduce-overhead", "max-autotune
 
 @dataclasses.dataclass(frozen=True)
 class FourierConfig:
-    """Fourier feature mapping of the input coordinates (SPEC 1.4)."""
+    """Fourier feature mapping of the input coordinates (fidelity 1.4)."""
 
     enabled: bool = True
     """Map coordinates to Fourier features before the first layer (the reference's ``use_ff``)."""
@@ -41,7 +42,7 @@ class FourierConfig:
 
 @dataclasses.dataclass(frozen=True)
 class HyponetConfig:
-    """The coordinate MLP shared by every model and signal type (SPEC 1)."""
+    """The coordinate MLP shared by every model and signal type (fidelity 1)."""
 
     n_layer: int = 5
     """Number of linear layers, the output layer included."""
@@ -61,11 +62,11 @@ class HyponetConfig:
     siren_w0: float = 30.0
     """Frequency factor of the siren activation sin(w0 x)."""
     weight_init: InitScheme = "kaiming_uniform"
-    """Weight initialisation (SPEC 1.3; kaiming_uniform keeps the reference's U(+-1/sqrt(fan_out)), quirk 1)."""
+    """Weight initialisation (fidelity 1.3; kaiming_uniform keeps the reference's U(+-1/sqrt(fan_out)), quirk 1)."""
     bias_init: InitScheme = "zero"
-    """Bias initialisation (SPEC 1.3)."""
+    """Bias initialisation (fidelity 1.3)."""
     normalize_weight: bool = True
-    """Divide every layer's weight columns by their L2 norm over the fan-in axis (SPEC 1.5)."""
+    """Divide every layer's weight columns by their L2 norm over the fan-in axis (fidelity 1.5)."""
 
     def hidden_dims(self) -> tuple[int, ...]:
         """The width of each of the ``n_layer - 1`` hidden layers (a single value is broadcast)."""
@@ -76,7 +77,7 @@ class HyponetConfig:
 
 @dataclasses.dataclass(frozen=True)
 class MetaINRConfig:
-    """ipc-meta and learned-init: a per-instance factor adapted by a few SGD steps (SPEC 2.4, 3.3)."""
+    """ipc-meta and learned-init: a per-instance factor adapted by a few SGD steps (fidelity 2.4, 3.3)."""
 
     hyponet: HyponetConfig = HyponetConfig()
     rank: tuple[int, ...] = (256,)
@@ -104,12 +105,12 @@ DataSource = Literal["photos", "imagefolder", "audiofolder", "celeba", "ffhq", "
 
 @dataclasses.dataclass(frozen=True)
 class TokenizerConfig:
-    """How a signal becomes the transformer's data tokens (SPEC 2.3)."""
+    """How a signal becomes the transformer's data tokens (fidelity 2.3)."""
 
     type: Literal["image_patches", "audio_patches", "nerf_views"] = "image_patches"
     """image_patches: p x p patches by unfold (channel-major features, row-major patches); audio_patches: windows of
     p samples (reflect-padded at the end when needed); nerf_views: p x p patches of every support view's per-pixel
-    [rgb, ray origin, ray direction], view after view (SPEC 5.3)."""
+    [rgb, ray origin, ray direction], view after view (fidelity 5.3)."""
     patch_size: int = 9
     """Patch side (images) or window length (audio)."""
     padding: int = 1
@@ -121,7 +122,7 @@ class TokenizerConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TransformerConfig:
-    """The pre-LN transformer of the hypernetwork (SPEC 2.2)."""
+    """The pre-LN transformer of the hypernetwork (fidelity 2.2)."""
 
     embed_dim: int = 768
     """Token width."""
@@ -142,7 +143,7 @@ class TransformerConfig:
 @dataclasses.dataclass(frozen=True)
 class HypernetINRConfig:
     """ipc-transinr and transinr: a transformer reads the signal's tokens and predicts the instance factors
-    (SPEC 2.1, 3.1)."""
+    (fidelity 2.1, 3.1)."""
 
     hyponet: HyponetConfig = HyponetConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
@@ -161,7 +162,7 @@ class HypernetINRConfig:
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    """Where the signals come from and how they become training examples (SPEC 7; presets in ginr.data.catalog)."""
+    """Where the signals come from and how they become training examples (fidelity 7; presets in ginr.data.catalog)."""
 
     source: DataSource = "photos"
     """photos (embedded, no download) | imagefolder / audiofolder: <path>/<split>/[<class>/]* | celeba: flat
@@ -186,7 +187,7 @@ class DataConfig:
     resolution: int = 32
     """Images are resized (shorter side) and centre-cropped to resolution x resolution."""
     train_transform: Literal["resize_center_crop", "random_crop_flip"] = "resize_center_crop"
-    """Training transform; random_crop_flip crops at native scale and flips (ImageNette, SPEC 7, quirk 16)."""
+    """Training transform; random_crop_flip crops at native scale and flips (ImageNette, fidelity 7, quirk 16)."""
     sample_rate: int = 16000
     """Audio is resampled to this rate (Hz)."""
     clip_seconds: float = 1.0
@@ -195,7 +196,7 @@ class DataConfig:
     """Drop this much from the end of every clip before cropping; the LibriSpeech presets drop 1 s like the
     reference's CropAudio(total_secs=-1) (quirk 15); 0 keeps whole clips."""
     coord_range: tuple[float, float] = (-1.0, 1.0)
-    """Coordinates span this interval on every axis (pixel centres, SPEC 4.1)."""
+    """Coordinates span this interval on every axis (pixel centres, fidelity 4.1)."""
     num_workers: int = 0
     """DataLoader worker processes per training process (they decode and transform); also the cache builders."""
     cache_dir: str | None = None
@@ -222,12 +223,12 @@ class DataConfig:
     """source=shapenet: draw new random views at every evaluation, as the reference does (quirk 24), instead of the
     fixed list; evaluations are then not reproducible."""
     depth_range: tuple[float, float] = (2.0, 6.0)
-    """source=shapenet: near and far depth along every ray (SPEC 5.2)."""
+    """source=shapenet: near and far depth along every ray (fidelity 5.2)."""
 
 
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
-    """Adam and its learning-rate schedule (SPEC 6.3)."""
+    """Adam and its learning-rate schedule (fidelity 6.3)."""
 
     lr: float = 1e-4
     """Peak learning rate."""
@@ -250,7 +251,7 @@ class TrainConfig:
     """The run: global batch, length, cadence, precision, checkpoints."""
 
     batch_size: int = 16
-    """Global batch (all processes and accumulation steps together; SPEC fidelity policy)."""
+    """Global batch (all processes and accumulation steps together; fidelity policy)."""
     grad_accumulation: int = 1
     """Micro-batches per optimizer step on each process; batch_size must equal per-device batch x processes x this."""
     epochs: int = 10
@@ -274,9 +275,9 @@ class TrainConfig:
     eval_batch_size: int | None = None
     """Global evaluation batch; None uses batch_size."""
     precision: Precision = "fp32"
-    """Arithmetic: fp32 (TF32 off: the reference's, and the default by SPEC's fidelity policy), tf32 matmuls, or
-    bf16/fp16 autocast with fp32 master weights, losses and metrics. On a GPU, bf16 is the measured fast setting
-    (README "Benchmarks": its PSNR trajectory on par with fp32's for ipc-meta, not yet measured for the others)."""
+    """Arithmetic: fp32 (TF32 off: the reference's, and the default by the fidelity policy), tf32 matmuls, or
+    bf16/fp16 autocast with fp32 master weights, losses and metrics. Speed and accuracy of each setting: the
+    README's "Benchmarks" section."""
     ema: float | None = None
     """Keep an exponential moving average of the weights with this decay (warmed up as (1+s)/(10+s)); None: off."""
     seed: int = 0
@@ -294,9 +295,9 @@ class TrainConfig:
     init_revision: tyro.conf.Suppress[str | None] = None
     """Hub revision of init_from (set by --init-revision)."""
     coord_subsample: float | None = None
-    """Train each instance on this random fraction of its coordinates (SPEC 4.3; hypernetwork models only)."""
+    """Train each instance on this random fraction of its coordinates (fidelity 4.3; hypernetwork models only)."""
     coord_noise: bool = False
-    """Jitter training coordinates by U(-1/2, 1/2) x (hi - lo) / S0, S0 the first axis's size (SPEC 4.2, quirk 22;
+    """Jitter training coordinates by U(-1/2, 1/2) x (hi - lo) / S0, S0 the first axis's size (fidelity 4.2, quirk 22;
     hypernetwork models only)."""
     out_dir: str = "runs"
     """Parent folder of run folders."""
@@ -313,7 +314,7 @@ class TrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class RenderConfig:
-    """Novel-view synthesis: rays sampled for training, points along rays, volume rendering (SPEC 5.2-5.6)."""
+    """Novel-view synthesis: rays sampled for training, points along rays, volume rendering (fidelity 5.2-5.6)."""
 
     points_per_ray: int = 128
     """Points per ray, evenly spaced over --data.depth-range."""
@@ -394,15 +395,15 @@ def _build(hint, value, where: str):
     return value
 
 
-def from_dict(data: dict, model_type: type | None = None) -> Config:
-    """Rebuild a :class:`Config` from :func:`to_dict` output; the model type follows ``model_name``."""
-    from ginr.models import model_config_type
-
+def from_dict(data: dict, model_config_type: Callable[[str], type]) -> Config:
+    """Rebuild a :class:`Config` from :func:`to_dict` output; ``model_config_type(model_name)`` gives the model
+    section's dataclass (:func:`ginr.models.model_config_type`, which knows the registered models). Values are only
+    type-checked here: :func:`ginr.rules.validate` checks what they mean."""
     fields = {f.name: f for f in dataclasses.fields(Config)}
     missing = [name for name in ("model_name", "model") if name not in data]
     if missing:
         raise ValueError(f"missing field(s) {missing}; a ginr config has {sorted(fields)}")
-    model_type = model_type or model_config_type(data["model_name"])
+    model_type = model_config_type(data["model_name"])
     unknown = set(data) - set(fields)
     if unknown:
         raise ValueError(f"unknown config section(s) {sorted(unknown)}; known: {sorted(fields)}")
@@ -419,100 +420,3 @@ def from_dict(data: dict, model_type: type | None = None) -> Config:
 def dumps(config) -> str:
     """The config as indented JSON."""
     return json.dumps(to_dict(config), indent=2)
-
-
-def validate(config: Config) -> None:
-    """Refuse values that cannot work, naming the flag and what it accepts (model fields are checked by the model)."""
-    problems = []
-
-    def need(ok: bool, flag: str, rule: str, value) -> None:
-        if not ok:
-            problems.append(f"{flag}={value!r}: {rule}")
-
-    optim, train, data = config.optim, config.train, config.data
-    need(optim.lr > 0, "--optim.lr", "must be > 0", optim.lr)
-    need(all(0 <= b < 1 for b in optim.betas), "--optim.betas", "each must be in [0, 1)", optim.betas)
-    need(optim.eps > 0, "--optim.eps", "must be > 0", optim.eps)
-    need(optim.weight_decay >= 0, "--optim.weight-decay", "must be >= 0", optim.weight_decay)
-    need(optim.warmup_epochs >= 0, "--optim.warmup-epochs", "must be >= 0", optim.warmup_epochs)
-    need(optim.min_lr is None or optim.min_lr >= 0, "--optim.min-lr", "must be >= 0 or None", optim.min_lr)
-    need(
-        optim.max_grad_norm is None or optim.max_grad_norm > 0,
-        "--optim.max-grad-norm",
-        "must be > 0 or None",
-        optim.max_grad_norm,
-    )
-    need(train.batch_size > 0, "--train.batch-size", "must be > 0", train.batch_size)
-    need(train.grad_accumulation > 0, "--train.grad-accumulation", "must be > 0", train.grad_accumulation)
-    need(train.epochs > 0, "--train.epochs", "must be > 0", train.epochs)
-    need(train.max_steps is None or train.max_steps > 0, "--train.max-steps", "must be > 0 or None", train.max_steps)
-    for name in ("eval_every", "checkpoint_every", "keep_checkpoints", "image_every", "log_every"):
-        value = getattr(train, name)
-        need(value > 0, f"--train.{name.replace('_', '-')}", "must be > 0", value)
-    need(
-        train.eval_batch_size is None or train.eval_batch_size > 0,
-        "--train.eval-batch-size",
-        "must be > 0",
-        train.eval_batch_size,
-    )
-    need(train.ema is None or 0 < train.ema < 1, "--train.ema", "must be in (0, 1) or None", train.ema)
-    need(
-        train.coord_subsample is None or 0 < train.coord_subsample <= 1,
-        "--train.coord-subsample",
-        "must be in (0, 1] or None",
-        train.coord_subsample,
-    )
-    need(train.skip_limit > 0, "--train.skip-limit", "must be > 0", train.skip_limit)
-    need(
-        train.cpu_threads is None or train.cpu_threads > 0,
-        "--train.cpu-threads",
-        "must be > 0 or None",
-        train.cpu_threads,
-    )
-    need(data.resolution > 0, "--data.resolution", "must be > 0", data.resolution)
-    need(data.sample_rate > 0, "--data.sample-rate", "must be > 0", data.sample_rate)
-    need(
-        data.clip_seconds * data.sample_rate >= 1,
-        "--data.clip-seconds",
-        "must give at least one sample",
-        data.clip_seconds,
-    )
-    need(data.audio_trim_seconds >= 0, "--data.audio-trim-seconds", "must be >= 0", data.audio_trim_seconds)
-    need(data.coord_range[0] < data.coord_range[1], "--data.coord-range", "needs lo < hi", data.coord_range)
-    need(data.num_workers >= 0, "--data.num-workers", "must be >= 0", data.num_workers)
-    for name in ("support_views", "query_views", "train_views", "train_repeat", "eval_draws"):
-        value = getattr(data, name)
-        need(value > 0, f"--data.{name.replace('_', '-')}", "must be > 0", value)
-    need(
-        data.source != "shapenet" or not (data.skip_bad_files or data.cache_dir),
-        "--data.skip-bad-files / --data.cache-dir",
-        "apply to image and audio files, not to shapenet's views (they are read as they are)",
-        (data.skip_bad_files, data.cache_dir),
-    )
-    need(
-        0 <= data.depth_range[0] < data.depth_range[1],
-        "--data.depth-range",
-        "needs 0 <= near < far",
-        data.depth_range,
-    )
-    render = config.render
-    for name in ("points_per_ray", "train_rays", "chunk_rays"):
-        value = getattr(render, name)
-        need(value > 0, f"--render.{name.replace('_', '-')}", "must be > 0", value)
-    need(
-        render.points_per_ray > 1 or not render.jitter,
-        "--render.points-per-ray",
-        "must be > 1 to jitter",
-        render.points_per_ray,
-    )
-    need(
-        render.foreground_first_epochs >= 0,
-        "--render.foreground-first-epochs",
-        "must be >= 0",
-        render.foreground_first_epochs,
-    )
-    need(
-        render.eval_rays is None or render.eval_rays > 0, "--render.eval-rays", "must be > 0 or None", render.eval_rays
-    )
-    if problems:
-        raise ValueError("invalid configuration:\n  " + "\n  ".join(problems))

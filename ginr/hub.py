@@ -20,8 +20,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ginr import config as config_lib
+from ginr import rules
 from ginr.manifest import CheckpointError, latest, verify
-from ginr.models import Model, build
+from ginr.models import Model, build, model_config_type
 from ginr.pytree import flatten, unflatten
 
 WEIGHTS_NAME = "model.safetensors"
@@ -54,11 +55,14 @@ def save_pretrained(folder: str | os.PathLike, config: config_lib.Config, params
 
 
 def read_config(folder: str | os.PathLike) -> config_lib.Config:
-    """The :class:`ginr.config.Config` stored in ``folder/config.json``."""
+    """The :class:`ginr.config.Config` stored in ``folder/config.json`` (a model, checkpoint or run folder), refused
+    with a :class:`ModelFileError` when it is missing, unreadable, or breaks a rule of :func:`ginr.rules.validate`
+    (a hand-edited file included). The one reader of a saved config: ``--resume``, ``--init-from`` and every loader
+    use it."""
     path = Path(folder) / CONFIG_NAME
     try:
-        config = config_lib.from_dict(json.loads(path.read_text()))
-        config_lib.validate(config)
+        config = config_lib.from_dict(json.loads(path.read_text()), model_config_type)
+        rules.validate(config)
         return config
     except FileNotFoundError as error:
         raise ModelFileError(

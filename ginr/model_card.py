@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ginr import config as config_lib
+from ginr.config import MetaINRConfig
 
 CITATION = """@inproceedings{kim2023generalizable,
   title     = {Generalizable Implicit Neural Representations via Instance Pattern Composers},
@@ -78,7 +79,7 @@ def model_card(
 A generalizable implicit neural representation trained with ginr: `{config.model_name}` on
 `{config.data_name}` ({task}){f", step {step}" if step is not None else ""}. The model is the paper's instance pattern
 composer setup (Kim et al., CVPR 2023): a shared coordinate MLP whose modulated layer is made per instance
-{"by a few meta-learned gradient steps" if "meta" in config.model_name or "init" in config.model_name else "by a transformer hypernetwork"}.
+{"by a few meta-learned gradient steps" if isinstance(config.model, MetaINRConfig) else "by a transformer hypernetwork"}.
 
 ## Held-out evaluation
 

@@ -1,8 +1,8 @@
-"""The paper's experiments as (model, data) presets (SPEC 9), plus the embedded ``photos`` default.
+"""The paper's experiments as (model, data) presets (fidelity 9), plus the embedded ``photos`` default.
 
 A preset is a complete :class:`ginr.config.Config`; every field can then be overridden from the command line.
 The global batch is the reference's ``total_batch_size``, 16 for every image, audio and meta-learning preset and 32
-for NeRF (SPEC fidelity policy); cadences are in epochs. NeRF presets take the number of support views (1-5 in the
+for NeRF (fidelity policy); cadences are in epochs. NeRF presets take the number of support views (1-5 in the
 paper), which sets the token count.
 """
 
@@ -23,6 +23,7 @@ from ginr.config import (
     TransformerConfig,
 )
 from ginr.data.catalog import DATA
+from ginr.rules import did_you_mean
 
 DATA_NAMES = tuple(DATA)
 """The names users type after ``--data`` (the data catalog's)."""
@@ -33,7 +34,7 @@ DATA_NAMES = tuple(DATA)
 
 @dataclasses.dataclass(frozen=True)
 class Row:
-    """One experiment of SPEC 9: Fourier scale, tokens, training options, length and (ckpt, test, image) cadence."""
+    """One experiment of fidelity 9: Fourier scale, tokens, training options, length and (ckpt, test, image) cadence."""
 
     sigma: float
     epochs: int
@@ -45,7 +46,7 @@ class Row:
     transinr_cadence: tuple[int, int, int] | None = None  # where the transinr config differs
 
 
-HYPERNET_ROWS = {  # SPEC 9.1, 9.2
+HYPERNET_ROWS = {  # fidelity 9.1, 9.2
     "celeba178": Row(sigma=64, epochs=300, cadence=(5, 5, 5)),
     "ffhq178": Row(sigma=64, epochs=1000, cadence=(10, 10, 10)),
     "imagenette178": Row(sigma=128, epochs=4000, cadence=(50, 10, 50), coord_noise=True),
@@ -63,10 +64,10 @@ HYPERNET_ROWS = {  # SPEC 9.1, 9.2
     ),
 }  # fmt: skip
 
-NERF_ROWS = {"shapenet-cars": 1000, "shapenet-chairs": 1000, "shapenet-lamps": 400}  # SPEC 9.4: epochs
+NERF_ROWS = {"shapenet-cars": 1000, "shapenet-chairs": 1000, "shapenet-lamps": 400}  # fidelity 9.4: epochs
 NERF_CADENCE = (100, 20, 100)  # checkpoint / test / image epochs
 
-META_ROWS = {  # SPEC 9.3: (sigma, inner_lr, lr, warm-up epochs, epochs, cadence)
+META_ROWS = {  # fidelity 9.3: (sigma, inner_lr, lr, warm-up epochs, epochs, cadence)
     ("ipc-meta", "ffhq256"): (64, 0.01, 1e-3, 0.5, 200, (20, 10, 20)),
     ("ipc-meta", "imagenette178"): (128, 0.003, 1e-4, 0.0, 800, (50, 10, 50)),
     ("learned-init", "ffhq256"): (64, 0.001, 3e-4, 0.5, 200, (20, 10, 20)),
@@ -83,7 +84,7 @@ def _train(epochs: int, cadence: tuple[int, int, int], **extra) -> TrainConfig:
 
 
 def _hyponet(data: str, sigma: float) -> HyponetConfig:
-    """5 layers, 256 wide, ReLU, kaiming_uniform / zero init, weight normalisation (SPEC 9); audio maps 1-D time to
+    """5 layers, 256 wide, ReLU, kaiming_uniform / zero init, weight normalisation (fidelity 9); audio maps 1-D time to
     one channel with 2048 frequencies up to 1024 and no output bias."""
     if data.startswith("librispeech"):
         return HyponetConfig(input_dim=1, output_dim=1, output_bias=0.0, fourier=FourierConfig(sigma=sigma, dim=2048))
@@ -91,7 +92,7 @@ def _hyponet(data: str, sigma: float) -> HyponetConfig:
 
 
 def _modulation(model: str) -> dict:
-    """ipc-transinr: 256 weight tokens factorise layer 1; transinr: 64 tokens for every layer (SPEC 2.1, 3.1)."""
+    """ipc-transinr: 256 weight tokens factorise layer 1; transinr: 64 tokens for every layer (fidelity 2.1, 3.1)."""
     if model == "ipc-transinr":
         return dict(n_weight_tokens=(256,), modulated_layers=(1,), factorized=True)
     return dict(n_weight_tokens=(64,), modulated_layers=None, factorized=False)
@@ -117,10 +118,10 @@ def _paper_hypernet(model: str, data: str) -> Config:
 
 
 def _paper_nerf(model: str, data: str, support_views: int = 1) -> Config:
-    """SPEC 9.4: 6-layer hyponet from 3-D points to rgb + density (no output bias, 20 frequencies 2^0..2^8 per axis),
-    8x8 patches of every support view (256 tokens per 128-px view), ipc-transinr's 256 weight tokens on layer 1 or
-    transinr's 32 on every layer (chairs with 5 views too: quirk 18 fixed), global batch 32, lr 1e-4, evaluation every
-    20 epochs (an estimate from 128 rays per object, quirk 11) and a full render at the end."""
+    """Fidelity 9.4: 6-layer hyponet from 3-D points to rgb + density (no output bias, 20 frequencies 2^0..2^8 per
+    axis), 8x8 patches of every support view (256 tokens per 128-px view), ipc-transinr's 256 weight tokens on layer 1
+    or transinr's 32 on every layer (chairs with 5 views too: quirk 18 fixed), global batch 32, lr 1e-4, evaluation
+    every 20 epochs (an estimate from 128 rays per object, quirk 11) and a full render at the end."""
     data_config = dataclasses.replace(DATA[data], support_views=support_views)
     hyponet = HyponetConfig(
         n_layer=6,
@@ -204,15 +205,19 @@ PRESETS: dict[tuple[str, str], Callable[[str, str], Config]] = {
 
 
 def resolve(model: str, data: str, support_views: int | None = None) -> Config:
-    """The preset of ``model`` on ``data``, or a ValueError listing the valid pairs. ``support_views`` (NeRF presets
-    only) sets the support views and with them the token count."""
+    """The preset of ``model`` on ``data``, or a ValueError naming an unknown name (with the closest known one) and
+    listing the valid pairs. ``support_views`` (NeRF presets only) sets the support views and with them the token
+    count (its bounds are :func:`ginr.rules.validate`'s)."""
     if (model, data) not in PRESETS:
+        unknown = [
+            did_you_mean(flag, name, known)
+            for flag, name, known in (("--model", model, {m for m, _ in PRESETS}), ("--data", data, DATA_NAMES))
+            if name not in known
+        ]
         pairs = "\n  ".join(f"--model {m} --data {d}" for m, d in PRESETS)
-        raise ValueError(f"no preset for --model {model} --data {data}; valid pairs:\n  {pairs}")
+        raise ValueError("\n".join([*unknown, f"no preset for --model {model} --data {data}; valid pairs:\n  {pairs}"]))
     if support_views is None:
         return PRESETS[(model, data)](model, data)
     if data not in NERF_ROWS:
         raise ValueError(f"--data.support-views applies to the novel-view presets ({', '.join(NERF_ROWS)}), not {data}")
-    if support_views < 1:
-        raise ValueError(f"--data.support-views={support_views} must be >= 1 (the paper uses 1 to 5)")
     return _paper_nerf(model, data, support_views)

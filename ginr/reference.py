@@ -1,4 +1,4 @@
-"""The mapping from the reference's state-dict names and shapes (kakaobrain/ginr-ipc, SPEC 1.2, 2.1-2.4, 3.1, 10.2)
+"""The mapping from the reference's state-dict names and shapes (kakaobrain/ginr-ipc, fidelity 1.2, 2.1-2.4, 3.1, 10.2)
 to ginr's params pytree, one way: the reference-checkpoint importer (recipes/import_reference.py) reads reference
 checkpoints with it; nothing is exported to the reference's layout.
 
@@ -73,7 +73,7 @@ def hyponet_rules(config, weightless: set[int], prefix: str = "hyponet") -> list
 
 
 def meta_rules(model) -> list[NameRule]:
-    """Rules for ipc-meta / learned-init (``model``: a MetaINR): the hyponet, then ``factors.*`` (SPEC 2.4)."""
+    """Rules for ipc-meta / learned-init (``model``: a MetaINR): the hyponet, then ``factors.*`` (fidelity 2.4)."""
     config = model.config
     rules = hyponet_rules(config.hyponet, set(model.layers))
     shapes = hyponet.layer_shapes(config.hyponet)
@@ -87,7 +87,7 @@ def meta_rules(model) -> list[NameRule]:
 
 
 def transformer_rules(config, prefix: str = "transformer") -> list[NameRule]:
-    """``transformer.blocks.{i}.{ln1, attn.{key, query, value, proj}, ln2, mlp.0, mlp.2}`` (SPEC 2.2)."""
+    """``transformer.blocks.{i}.{ln1, attn.{key, query, value, proj}, ln2, mlp.0, mlp.2}`` (fidelity 2.2)."""
     width, hidden = config.embed_dim, config.mlp_ratio * config.embed_dim
     rules = []
     for i in range(config.n_layer):
@@ -102,7 +102,7 @@ def transformer_rules(config, prefix: str = "transformer") -> list[NameRule]:
 
 
 def hypernet_rules(model) -> list[NameRule]:
-    """Rules for ipc-transinr / transinr (``model``: a HypernetINR; SPEC 2.1, 3.1)."""
+    """Rules for ipc-transinr / transinr (``model``: a HypernetINR; fidelity 2.1, 3.1)."""
     config = model.config
     width = config.transformer.embed_dim
     token_dim = tokenizers.token_dim(config.tokenizer, config.hyponet.output_dim)
@@ -110,7 +110,7 @@ def hypernet_rules(model) -> list[NameRule]:
         same("latent_mapping.pos_emb_latent", (1, config.tokenizer.n_tokens, width), "tokens.position", squeeze=True),
         *module_rules("latent_mapping.latent_mapping", "tokens.linear", width, token_dim),
         *transformer_rules(config.transformer),
-        *hyponet_rules(config.hyponet, set(model.composer.weightless_layers)),
+        *hyponet_rules(config.hyponet, set(model.modulated.weightless_layers)),
         same("weight_groups.weight_groups", (model.n_weight_tokens, width), "weight_tokens"),
     ]
     shapes = hyponet.layer_shapes(config.hyponet)

@@ -457,11 +457,3 @@ def test_a_registered_model_of_your_own_saves_and_loads_like_the_shipped_ones(tm
         steps[name] = start - encoding.modulation["1"].detach()
     assert steps["shipped"].abs().max() > 0
     torch.testing.assert_close(steps["custom"], steps["shipped"] * 0.5 / start.square().sum())
-
-
-def test_composer_refuses_an_unknown_mode():
-    from ginr.models.composer import Composer
-
-    hyponet = presets.resolve("ipc-meta", "photos").model.hyponet
-    with pytest.raises(ValueError, match=r"Composer mode 'shift': choose one of \('factorized', 'full', 'tiled'\)"):
-        Composer(hyponet, (1,), "shift")

@@ -1,165 +1,33 @@
-"""Presets, flag overrides and refusals of bad input (cli + config)."""
+"""The config dataclasses and their JSON form (ginr.config), the rules that refuse a config (ginr.rules), and the
+package's import graph."""
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 
-from ginr import cli, presets
 from ginr import config as config_lib
-from ginr.cli import parse_train_args
+from ginr import models, presets, rules
 from ginr.config import MetaINRConfig
+from ginr.models import build, model_config_type
+from ginr.models.meta import MetaINR
 
-
-def parse(*argv):
-    return parse_train_args(list(argv), console=False)[0]
-
-
-def test_default_is_ipc_meta_on_photos():
-    config = parse()
-    assert (config.model_name, config.data_name) == ("ipc-meta", "photos")
-    assert config.model.factorized and config.model.modulated_layers == (1,)
-    assert config.data.source == "photos"
-
-
-@pytest.mark.parametrize(
-    "model, data, lr, inner_lr, sigma, warmup, epochs, factorized",
-    [
-        ("ipc-meta", "ffhq256", 1e-3, 0.01, 64, 0.5, 200, True),
-        ("ipc-meta", "imagenette178", 1e-4, 0.003, 128, 0.0, 800, True),
-        ("learned-init", "ffhq256", 3e-4, 0.001, 64, 0.5, 200, False),
-        ("learned-init", "imagenette178", 1e-4, 0.003, 128, 0.0, 800, False),
-    ],
-)
-def test_paper_meta_presets(model, data, lr, inner_lr, sigma, warmup, epochs, factorized):
-    """SPEC 9.3, resolved without the data on disk."""
-    config = parse("--model", model, "--data", data)
-    assert config.optim.lr == lr and config.optim.warmup_epochs == warmup
-    assert config.model.inner_lr == inner_lr and config.model.n_inner_steps == 2
-    assert config.model.hyponet.fourier.sigma == sigma and config.model.hyponet.fourier.dim == 128
-    assert config.model.hyponet.hidden_dims() == (256,) * 4 and config.model.hyponet.output_bias == 0.5
-    assert config.model.factorized is factorized
-    assert config.model.modulated_layers == ((1,) if factorized else None)
-    assert config.train.batch_size == 16 and config.train.epochs == epochs
-    assert config.data.resolution == (256 if data == "ffhq256" else 178)
-    if data == "imagenette178":
-        assert config.data.train_transform == "random_crop_flip"
-
-
-def test_overrides_are_typed_and_nested():
-    config = parse(
-        "--model",
-        "ipc-meta",
-        "--optim.lr",
-        "2e-4",
-        "--train.batch-size",
-        "8",
-        "--model.rank",
-        "64",
-        "--model.modulated-layers",
-        "1",
-        "2",
-        "--model.hyponet.fourier.sigma",
-        "32",
-        "--train.precision",
-        "bf16",
-    )
-    assert config.optim.lr == 2e-4 and config.train.batch_size == 8 and config.model.rank == (64,)
-    assert config.model.modulated_layers == (1, 2) and config.model.hyponet.fourier.sigma == 32.0
-    assert config.train.precision == "bf16"
-    assert parse("--model.modulated-layers", "None").model.modulated_layers is None
-
-
-def test_help_shows_the_chosen_preset(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        parse_train_args(["--model", "learned-init", "--data", "ffhq256", "--help"])
-    assert exit_info.value.code == 0
-    out = capsys.readouterr().out
-    assert "--optim.lr" in out and "0.0003" in out  # learned-init ffhq256's lr
-    assert "--model.inner-lr" in out and "Inner-loop learning rate" in out
-
-
-def test_unknown_pair_lists_valid_pairs(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        parse("--model", "learned-init", "--data", "librispeech1s")
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert "no preset for --model learned-init --data librispeech1s" in err
-    assert "--model ipc-meta --data ffhq256" in err
-
-
-def test_unknown_model_name(capsys):
-    with pytest.raises(SystemExit):
-        parse("--model", "siren")
-    assert "no preset for --model siren" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize(
-    "argv, message",
-    [
-        (["--optim.lr", "-1"], "--optim.lr=-1.0: must be > 0"),
-        (["--train.batch-size", "0"], "--train.batch-size=0: must be > 0"),
-        (["--model.modulated-layers", "7"], "--model.modulated-layers=(7,) must name distinct layers in 0..4"),
-        (["--model.rank", "300", "8"], "--model.rank=(300, 8): give 1 value or one per modulated layer"),
-        (
-            ["--model.modulated-layers", "1", "4", "--model.rank", "64", "8"],
-            "--model.rank: 8 for layer 4 must be in 1..3",
-        ),
-        (["--model.hyponet.fourier.dim", "7"], "--model.hyponet.fourier.dim=7 must be a positive multiple of"),
-        (["--data.coord-range", "1", "-1"], "--data.coord-range=(1.0, -1.0): needs lo < hi"),
-        (["--model.inner-lr", "0"], "--model.inner-lr=0.0 must be > 0"),
-        (["--train.skip-limit", "0"], "--train.skip-limit=0: must be > 0"),
-        (["--train.keep-checkpoints", "0"], "--train.keep-checkpoints=0: must be > 0"),
-        (
-            ["--data.source", "audiofolder", "--data.path", "/data/speech"],
-            "the data gives 1-D signals with 1 channel(s), but --model.hyponet.input-dim=2 and",
-        ),
-        (
-            ["--data.path", "/data/mine"],
-            "--data.path=/data/mine is not read by --data.source photos (the embedded photographs); add --data.source "
-            "imagefolder",
-        ),
-        (
-            ["--model.hyponet.output-dim", "1"],
-            "the data gives 2-D signals with 3 channel(s), but --model.hyponet.input-dim=2 and "
-            "--model.hyponet.output-dim=1",
-        ),
-    ],
-)
-def test_bad_values_are_refused_with_the_flag_named(argv, message, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        parse(*argv)
-    assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
-
-
-@pytest.mark.parametrize(
-    "argv",
-    [
-        ["--optim.lr", "fast"],
-        ["--optim.learning-rate", "1e-3"],
-        ["--train.precision", "fp8"],
-        ["--train.nonfinite", "ignore"],
-    ],
-)
-def test_bad_flags_are_refused(argv):
-    with pytest.raises(SystemExit) as exit_info:
-        parse_train_args(argv, console=False)
-    assert exit_info.value.code == 2
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_non_finite_policy_defaults_to_skip_with_a_limit():
-    train = parse().train
+    train = config_lib.TrainConfig()
     assert (train.nonfinite, train.skip_limit) == ("skip", 10)
-    assert parse("--train.nonfinite", "stop").train.nonfinite == "stop"
 
 
 def test_config_json_round_trip():
     for model, data in presets.PRESETS:
         config = presets.resolve(model, data)
-        again = config_lib.from_dict(json.loads(config_lib.dumps(config)))
+        again = config_lib.from_dict(json.loads(config_lib.dumps(config)), model_config_type)
         assert again == config
 
 
@@ -167,7 +35,7 @@ def test_from_dict_refuses_unknown_fields():
     data = config_lib.to_dict(presets.resolve("ipc-meta", "photos"))
     data["model"]["rnak"] = [3]
     with pytest.raises(ValueError, match=r"model: unknown field\(s\) \['rnak'\] for MetaINRConfig"):
-        config_lib.from_dict(data)
+        config_lib.from_dict(data, model_config_type)
 
 
 @pytest.mark.parametrize(
@@ -187,51 +55,93 @@ def test_from_dict_refuses_values_of_the_wrong_type(section, field, value, messa
     data = config_lib.to_dict(presets.resolve("ipc-meta", "photos"))
     data[section][field] = value
     with pytest.raises(ValueError, match=message):
-        config_lib.from_dict(data)
+        config_lib.from_dict(data, model_config_type)
 
 
-def test_resume_reads_the_saved_config(tmp_path, capsys):
-    base = presets.resolve("learned-init", "ffhq256")
-    base = dataclasses.replace(base, optim=dataclasses.replace(base.optim, lr=5e-5))
-    (tmp_path / "config.json").write_text(config_lib.dumps(base))
-    config, resume = parse_train_args(["--resume", str(tmp_path), "--train.epochs", "3"], console=False)
-    assert resume == tmp_path and config.optim.lr == 5e-5 and config.train.epochs == 3
-    assert isinstance(config.model, MetaINRConfig) and not config.model.factorized
-    with pytest.raises(SystemExit):
-        parse_train_args(["--resume", str(tmp_path), "--model", "ipc-meta"], console=False)
-    assert "differs from the resumed run's learned-init" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        parse_train_args(["--resume", str(tmp_path / "nope")], console=False)
-    assert "config.json not found" in capsys.readouterr().err
+# ---- the rules (ginr.rules) ----------------------------------------------------------------------------------------
 
 
-def test_init_from_takes_the_model_from_the_pretrained_folder(tmp_path, capsys):
-    saved = presets.resolve("learned-init", "ffhq256")
-    saved = dataclasses.replace(saved, model=dataclasses.replace(saved.model, inner_lr=0.02))
-    (tmp_path / "config.json").write_text(config_lib.dumps(saved))
-    config = parse("--init-from", str(tmp_path), "--data", "imagenette178", "--train.epochs", "2")
-    assert config.model == saved.model and config.model_name == "learned-init"
-    assert config.data_name == "imagenette178" and config.data.resolution == 178
-    assert config.train.init_from == str(tmp_path) and config.train.epochs == 2
-    for argv, message in (
-        (["--model", "ipc-meta"], "--model ipc-meta differs from"),
-        (["--data", "mnist"], "--data mnist: unknown data preset"),
-        (["--resume", str(tmp_path)], "--init-from starts a new run"),
-    ):
-        with pytest.raises(SystemExit):
-            parse("--init-from", str(tmp_path), *argv)
-        assert message in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        parse("--init-from", str(tmp_path / "missing"))
-    assert f"{tmp_path / 'missing'}: no such folder in {tmp_path}" in capsys.readouterr().err
+def with_model(config, **fields):
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, **fields))
 
 
-def test_a_data_path_for_a_model_trained_on_the_embedded_photos_is_refused():
-    photos = presets.resolve("ipc-meta", "photos").data
-    assert cli.with_data_path(photos, None) is photos
-    with pytest.raises(
-        ValueError, match=r"--data-path /x: this model was trained on the embedded photos .* drop --data-path"
-    ):
-        cli.with_data_path(photos, "/x")
-    celeba = presets.resolve("ipc-transinr", "celeba178").data
-    assert cli.with_data_path(celeba, "/data/celeba").path == "/data/celeba"
+def test_validate_reports_section_model_and_cross_section_problems_together():
+    config = with_model(presets.resolve("learned-init", "photos"), factorized=True, inner_lr=0.0)
+    config = dataclasses.replace(config, optim=dataclasses.replace(config.optim, lr=-1.0))
+    with pytest.raises(ValueError) as info:
+        rules.validate(config)
+    assert str(info.value).split("\n") == [
+        "invalid configuration:",
+        "  --optim.lr=-1.0: must be > 0",
+        "  --model.inner-lr=0.0 must be > 0",
+        "  --model.factorized is ipc-meta, not learned-init: use --model ipc-meta",
+    ]
+
+
+def test_the_rank_binds_only_a_factorized_meta_model():
+    learned_init = with_model(presets.resolve("learned-init", "photos"), rank=(0,))
+    rules.validate(learned_init)
+    assert build("learned-init", learned_init.model).ranks == {}
+    with pytest.raises(ValueError, match="--model.rank: 0 for layer 1 must be in 1..256"):
+        build("ipc-meta", with_model(presets.resolve("ipc-meta", "photos"), rank=(0,)).model)
+
+
+def test_a_model_of_your_own_is_not_bound_by_the_shipped_names_factorized(monkeypatch):
+    monkeypatch.setattr(models, "_REGISTRY", dict(models._REGISTRY))  # registrations end with the test
+    models.register("my-full-meta", MetaINRConfig, MetaINR)
+    config = dataclasses.replace(presets.resolve("ipc-meta", "photos"), model_name="my-full-meta")
+    rules.validate(with_model(config, factorized=False))
+
+
+def test_the_photos_path_rule_binds_only_a_fresh_run():
+    config = presets.resolve("ipc-meta", "photos")
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, path="/data/mine"))
+    rules.validate(config)
+    with pytest.raises(ValueError, match="--data.path=/data/mine is not read by --data.source photos"):
+        rules.validate(config, fresh_run=True)
+
+
+def module_imports(path: Path) -> set[str]:
+    """The ginr modules ``path`` imports at module level (imports inside functions are not followed)."""
+    found = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.update(
+                f"{node.module}.{alias.name}" if f"{node.module}.{alias.name}" in MODULES else node.module
+                for alias in node.names
+            )
+    return {name for name in found if name.startswith("ginr")}
+
+
+MODULES = {
+    ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): path
+    for path in (ROOT / "ginr").rglob("*.py")
+}
+
+
+def test_the_ginr_package_has_no_import_cycle():
+    graph = {name: module_imports(path) - {name} for name, path in MODULES.items()}
+    done, path = set(), []
+
+    def visit(name: str) -> None:
+        assert name not in path, "import cycle: " + " -> ".join([*path[path.index(name) :], name])
+        if name in done or name not in graph:
+            return
+        path.append(name)
+        for target in sorted(graph[name]):
+            visit(target)
+        path.pop()
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name)
+    assert "ginr.rules" in graph["ginr.hub"] and "ginr.rules" in graph["ginr.models.meta"]  # the graph is read
+
+
+def test_the_config_module_imports_no_model():
+    tree = ast.parse((ROOT / "ginr" / "config.py").read_text())
+    imported = [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module]
+    imported += [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
+    assert not [name for name in imported if name.startswith("ginr")]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -41,7 +43,7 @@ def tiny(model_name: str = "ipc-meta", data: DataConfig | None = None):
     model = config.model
     fourier = dataclasses.replace(model.hyponet.fourier, dim=4)
     model = dataclasses.replace(model, hyponet=dataclasses.replace(model.hyponet, hidden_dim=(8,), fourier=fourier))
-    if model_name == "ipc-meta":
+    if model_name in ("ipc-meta", "learned-init"):
         model = dataclasses.replace(model, rank=(8,))
     else:
         tokenizer = dataclasses.replace(model.tokenizer, patch_size=4, padding=0, n_tokens=4)
@@ -138,6 +140,38 @@ def test_init_from_a_run_folder_takes_its_newest_checkpoint(run):
     config, _ = cli.parse_train_args(["--init-from", str(folder), "--train.epochs", "1"], console=False)
     saved = hub.read_config(folder / "checkpoints" / "step-00000002" / "model")
     assert config.model == saved.model and config.train.init_from == str(folder)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: c["model"].update(factorized=True), "--model.factorized is ipc-meta, not learned-init"),
+        (lambda c: c["train"].update(coord_noise=True), "--train.coord-subsample and --train.coord-noise apply to"),
+        (lambda c: c["data"].update(source="shapenet"), "multi-view data .* and a NeRF model .* go together"),
+    ],
+    ids=["name against factorized", "meta with coordinate noise", "views data for a signal model"],
+)
+def test_a_hand_edited_config_that_breaks_a_cross_section_rule_is_refused_by_every_reader(
+    tmp_path, capsys, edit, message
+):
+    config = tiny("learned-init")
+    folder = save_pretrained(tmp_path / "model", config, build(config.model_name, config.model).init(None))
+    saved = config_lib.to_dict(config)
+    edit(saved)
+    (folder / hub.CONFIG_NAME).write_text(json.dumps(saved))
+    with pytest.raises(
+        ModelFileError, match=f"(?s)config.json is not a valid ginr config: invalid configuration:.*{message}"
+    ):
+        hub.read_config(folder)
+    assert re.search(message, refused(cli.parse_train_args, ["--init-from", str(folder)], capsys))
+    assert re.search(message, refused(cli.parse_train_args, ["--resume", str(folder)], capsys))
+
+
+def test_a_resumed_run_without_a_config_names_the_flag_and_what_to_give(tmp_path, capsys):
+    err = refused(cli.parse_train_args, ["--resume", str(tmp_path)], capsys)
+    assert err.startswith(
+        f"error: --resume {tmp_path}: {tmp_path / 'config.json'} not found; give the folder of a ginr run"
+    )
 
 
 def test_loading_a_model_does_not_import_the_training_package():

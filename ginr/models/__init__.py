@@ -14,8 +14,10 @@ _REGISTRY = {
     "learned-init": (MetaINRConfig, MetaINR),
 }
 
-MODEL_NAMES = tuple(_REGISTRY)
-"""The models ginr ships (what ``--model`` offers)."""
+
+def model_names() -> tuple[str, ...]:
+    """The names of the models known now: the shipped ones, then those :func:`register` added."""
+    return tuple(_REGISTRY)
 
 
 def register(name: str, config_type: type, model_class: type) -> None:
@@ -50,4 +52,4 @@ def build(name: str, config) -> Model:
     return cls(config)
 
 
-__all__ = ["Encoding", "Model", "MODEL_NAMES", "build", "model_config_type", "register"]
+__all__ = ["Encoding", "Model", "build", "model_config_type", "model_names", "register"]

@@ -1,5 +1,6 @@
 """ipc-transinr and transinr: a transformer hypernetwork predicts the instance factors in one forward pass
-(SPEC 2.1-2.3, 3.1), for images, audio and, with the ``nerf_views`` tokenizer, NeRFs from support views (SPEC 2.5).
+(fidelity 2.1-2.3, 3.1), for images, audio and, with the ``nerf_views`` tokenizer, NeRFs from support views
+(fidelity 2.5).
 
 Params::
 
@@ -12,7 +13,7 @@ Params::
 
 The transformer reads ``[data tokens ; weight tokens]``; the last ``G_total`` outputs, split per modulated layer in
 layer order, go through that layer's head to give ``A`` (B, fi, G). ipc-transinr composes ``W = A U``;
-transinr ``W = W_base * tile(A)`` (see :mod:`ginr.models.composer`).
+transinr ``W = W_base * tile(A)`` (see :mod:`ginr.models.modulated`).
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ import math
 
 import torch
 
+from ginr import rules
 from ginr.config import HypernetINRConfig
 from ginr.models.base import Encoding
-from ginr.models.composer import Composer, layer_values
+from ginr.models.modulated import ModulatedHyponet
 from ginr.nn import hyponet, tokenizers, transformer
 from ginr.pytree import tree_map
 
@@ -32,25 +34,19 @@ class HypernetINR:
     """ipc-transinr (``factorized=True``) and transinr (``factorized=False``, every layer modulated)."""
 
     def __init__(self, config: HypernetINRConfig):
+        rules.check_model(config)
         self.config = config
-        shapes = hyponet.layer_shapes(config.hyponet)
-        transformer.validate(config.transformer)
         n_layer = config.hyponet.n_layer
         layers = tuple(range(n_layer)) if config.modulated_layers is None else tuple(sorted(config.modulated_layers))
-        self.composer = Composer(
+        self.modulated = ModulatedHyponet(
             config.hyponet, layers, "factorized" if config.factorized else "tiled", config.vmap_chunk_size
         )
-        fan_outs = [fan_out for _, fan_out in shapes]
-        tokens = layer_values(config.n_weight_tokens, config.modulated_layers, fan_outs, "--model.n-weight-tokens")
+        fan_outs = [fan_out for _, fan_out in hyponet.layer_shapes(config.hyponet)]
+        tokens = rules.layer_values(config.n_weight_tokens, config.modulated_layers, fan_outs)
         self.groups: dict[str, int] = {}
         self.token_slices: dict[str, tuple[int, int]] = {}
         start = 0
-        for k, groups in tokens.items():  # token ranges are contiguous in layer order (SPEC 2.1)
-            fan_out = fan_outs[k]
-            if fan_out % groups:
-                raise ValueError(
-                    f"--model.n-weight-tokens: layer {k}'s fan-out {fan_out} must be a multiple of its {groups} tokens"
-                )
+        for k, groups in tokens.items():  # token ranges are contiguous in layer order (fidelity 2.1)
             self.groups[str(k)] = groups
             self.token_slices[str(k)] = (start, start + groups)
             start += groups
@@ -58,39 +54,19 @@ class HypernetINR:
 
     @property
     def layers(self) -> tuple[int, ...]:
-        return self.composer.layers
+        return self.modulated.layers
 
     def check_signal(self, shape: tuple[int, ...], channels: int) -> None:
         """Refuse data the model cannot read: wrong rank or channels, patches that do not tile, a token count that
-        differs from the positional embedding's. NeRF views have shape (n, H, W) and 3 channels; their hyponet maps
-        3-D points to rgb and density."""
-        config = self.config
-        if config.tokenizer.type == "nerf_views":
-            if channels != 3 or len(shape) != 3:
-                raise ValueError(
-                    f"--model.tokenizer.type nerf_views reads RGB views (n, H, W, 3), not {shape}x{channels}"
-                )
-            if (config.hyponet.input_dim, config.hyponet.output_dim) != (3, 4):
-                raise ValueError(
-                    "a NeRF maps 3-D points to rgb + density: set --model.hyponet.input-dim 3 and "
-                    f"--model.hyponet.output-dim 4 (not {config.hyponet.input_dim} and {config.hyponet.output_dim})"
-                )
-            what = f"{shape[0]} support view(s) of {shape[1]}x{shape[2]} px"
-        else:
-            hyponet.check_signal(config.hyponet, shape, channels)
-            what = f"{'x'.join(map(str, shape))} signals"
-        count = tokenizers.n_tokens(config.tokenizer, shape)
-        if count != config.tokenizer.n_tokens:
-            raise ValueError(
-                f"--model.tokenizer.n-tokens={config.tokenizer.n_tokens}, but {what} give {count} tokens with this "
-                f"patch size: set --model.tokenizer.n-tokens {count}"
-            )
+        differs from the positional embedding's (:func:`ginr.rules.check_signal`)."""
+        rules.check_signal(self.config, shape, channels)
 
     # ---- params -------------------------------------------------------------------------------------------------
 
     def init(self, generator: torch.Generator | None) -> dict:
-        """SPEC 10.1 order: positional embedding N(0, 1), latent Linear, transformer, hyponet, weight tokens N(0, 1),
-        then per modulated layer the shared factor randn / sqrt(G fi) (ipc-transinr), LayerNorm and Linear(E, fi)."""
+        """Fidelity 10.1 order: positional embedding N(0, 1), latent Linear, transformer, hyponet, weight tokens
+        N(0, 1), then per modulated layer the shared factor randn / sqrt(G fi) (ipc-transinr), LayerNorm and
+        Linear(E, fi)."""
         config = self.config
         width = config.transformer.embed_dim
         channels = config.hyponet.output_dim
@@ -101,7 +77,7 @@ class HypernetINR:
             },
             "transformer": transformer.init(config.transformer, generator),
         }
-        hyponet_params = hyponet.init(config.hyponet, generator, weightless_layers=self.composer.weightless_layers)
+        hyponet_params = hyponet.init(config.hyponet, generator, weightless_layers=self.modulated.weightless_layers)
         params["weight_tokens"] = torch.randn(self.n_weight_tokens, width, generator=generator)
         shapes = hyponet.layer_shapes(config.hyponet)
         heads, shared = {}, {}
@@ -155,6 +131,6 @@ class HypernetINR:
         return Encoding(modulation=factors)
 
     def decode(self, params: dict, modulation: dict, coords: torch.Tensor) -> torch.Tensor:
-        """Values (B, N, C) at ``coords`` (N, D) shared by the batch or (B, N, D) (see :class:`Composer`); a NeRF
-        decodes its points along rays (B, N, 3) to raw (B, N, 4) for :func:`ginr.render.composite`."""
-        return self.composer.decode(params, modulation, coords)
+        """Values (B, N, C) at ``coords`` (N, D) shared by the batch or (B, N, D) (see :class:`ModulatedHyponet`); a
+        NeRF decodes its points along rays (B, N, 3) to raw (B, N, 4) for :func:`ginr.render.composite`."""
+        return self.modulated.decode(params, modulation, coords)

@@ -1,4 +1,4 @@
-"""ipc-meta and learned-init: instance factors adapted by a few meta-learned SGD steps (SPEC 2.4, 3.3; the paper's
+"""ipc-meta and learned-init: instance factors adapted by a few meta-learned SGD steps (fidelity 2.4, 3.3; the paper's
 Algorithm 1).
 
 Params::
@@ -22,10 +22,10 @@ import math
 import torch
 from torch.func import grad, vmap
 
-from ginr import metrics
+from ginr import metrics, rules
 from ginr.config import MetaINRConfig
 from ginr.models.base import Encoding
-from ginr.models.composer import Composer, layer_values
+from ginr.models.modulated import ModulatedHyponet
 from ginr.nn import hyponet
 from ginr.pytree import tree_map
 
@@ -34,39 +34,38 @@ class MetaINR:
     """ipc-meta (``factorized=True``) and learned-init (``factorized=False``, every layer modulated)."""
 
     def __init__(self, config: MetaINRConfig):
+        rules.check_model(config)
         self.config = config
-        shapes = hyponet.layer_shapes(config.hyponet)
+        fan_outs = [fan_out for _, fan_out in hyponet.layer_shapes(config.hyponet)]
         n_layer = config.hyponet.n_layer
         layers = tuple(range(n_layer)) if config.modulated_layers is None else tuple(sorted(config.modulated_layers))
-        self.composer = Composer(
+        self.modulated = ModulatedHyponet(
             config.hyponet, layers, "factorized" if config.factorized else "full", config.vmap_chunk_size
         )
-        ranks = layer_values(config.rank, config.modulated_layers, [fan_out for _, fan_out in shapes], "--model.rank")
+        ranks = rules.layer_values(config.rank, config.modulated_layers, fan_outs) if config.factorized else {}
         self.ranks = {str(k): rank for k, rank in ranks.items()}
-        if config.n_inner_steps < 0 or (config.eval_inner_steps or 0) < 0:
-            raise ValueError("--model.n-inner-steps and --model.eval-inner-steps must be >= 0")
-        if config.inner_lr <= 0:
-            raise ValueError(f"--model.inner-lr={config.inner_lr} must be > 0")
 
     @property
     def layers(self) -> tuple[int, ...]:
-        return self.composer.layers
+        return self.modulated.layers
 
     def check_signal(self, shape: tuple[int, ...], channels: int) -> None:
-        """Refuse data whose dimension or channels the hyponet does not produce."""
-        hyponet.check_signal(self.config.hyponet, shape, channels)
+        """Refuse data whose dimension or channels the hyponet does not produce (:func:`ginr.rules.check_signal`)."""
+        rules.check_signal(self.config, shape, channels)
 
     @property
     def names(self) -> tuple[str, ...]:
-        return self.composer.names
+        return self.modulated.names
 
     # ---- params -------------------------------------------------------------------------------------------------
 
     def init(self, generator: torch.Generator | None) -> dict:
-        """Hyponet first, then per modulated layer V0 then U (SPEC 10): V0 ~ N(0, 1) (fi, r) and U ~ N(0, 1/(r fi))
+        """Hyponet first, then per modulated layer V0 then U (fidelity 10): V0 ~ N(0, 1) (fi, r) and U ~ N(0, 1/(r fi))
         (r, fo) when factorized; V0 ~ N(0, 1/fi) (fi, fo) when not."""
         config = self.config
-        params = {"hyponet": hyponet.init(config.hyponet, generator, weightless_layers=self.composer.weightless_layers)}
+        params = {
+            "hyponet": hyponet.init(config.hyponet, generator, weightless_layers=self.modulated.weightless_layers)
+        }
         shapes = hyponet.layer_shapes(config.hyponet)
         init, shared = {}, {}
         for k, name in zip(self.layers, self.names):
@@ -92,7 +91,7 @@ class MetaINR:
         first_order: bool,
         keep_trajectory: bool = False,
     ):
-        """The inner loop for one instance: ``n_steps`` SGD steps on ``V`` from ``V0`` (Algorithm 1, SPEC 2.4).
+        """The inner loop for one instance: ``n_steps`` SGD steps on ``V`` from ``V0`` (Algorithm 1, fidelity 2.4).
 
         ``hidden`` is the shared prefix output on the instance's full grid. Returns the adapted factors, the MSE
         before each step (n_steps,) and the factors before each step and after the last (an empty list unless
@@ -101,7 +100,7 @@ class MetaINR:
         config = self.config
 
         def inner_loss(factors):
-            loss = metrics.mse(self.composer.decode_hidden(params, factors, hidden), target)
+            loss = metrics.mse(self.modulated.decode_hidden(params, factors, hidden), target)
             return loss, loss.detach()
 
         factors = dict(params["factors"]["init"])
@@ -147,7 +146,7 @@ class MetaINR:
         if n_steps is None:
             n_steps = config.n_inner_steps if training or config.eval_inner_steps is None else config.eval_inner_steps
         target = signal.flatten(1, -2)
-        hidden = self.composer.prefix(params, coords.flatten(0, -2))
+        hidden = self.modulated.prefix(params, coords.flatten(0, -2))
         adapt = vmap(
             lambda t: self.adapt(params, hidden, t, n_steps, config.first_order, keep_trajectory),
             chunk_size=config.vmap_chunk_size,
@@ -156,5 +155,5 @@ class MetaINR:
         return Encoding(modulation=factors, inner_mse=inner_mse, trajectory=trajectory or None)
 
     def decode(self, params: dict, modulation: dict, coords: torch.Tensor) -> torch.Tensor:
-        """Values (B, N, C) at ``coords`` (N, D) shared by the batch or (B, N, D) (see :class:`Composer`)."""
-        return self.composer.decode(params, modulation, coords)
+        """Values (B, N, C) at ``coords`` (N, D) shared by the batch or (B, N, D) (see :class:`ModulatedHyponet`)."""
+        return self.modulated.decode(params, modulation, coords)

@@ -1,4 +1,4 @@
-"""The coordinate MLP (hyponet) as pure functions over a params pytree (SPEC 1).
+"""The coordinate MLP (hyponet) as pure functions over a params pytree (fidelity 1).
 
 One hyponet serves images, audio and NeRF. Params::
 
@@ -7,7 +7,7 @@ One hyponet serves images, audio and NeRF. Params::
 
 Weights are stored input-major, ``y = x @ W + b``. A layer named in ``weightless_layers`` at init has no base weight:
 its weight always comes from the instance pattern composer (the reference's ``ignore_base_param``), so the rows the
-reference keeps but never uses (SPEC 1.5, quirk 21) are not allocated.
+reference keeps but never uses (fidelity 1.5, quirk 21) are not allocated.
 
 Functions take coordinates of any leading shape ``(..., D)``; per-instance weights are handled by ``torch.func.vmap``
 in the models. The forward pass splits in two so that a batch whose instances share coordinates computes the
@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 import torch
 import torch.nn.functional as F
 
+from ginr import rules
 from ginr.config import HyponetConfig
 from ginr.nn import fourier
 from ginr.nn.init import init_block
@@ -30,48 +31,17 @@ from ginr.nn.init import init_block
 Weights = Mapping[str, torch.Tensor]  # layer name -> effective (fi, fo) weight for one instance
 
 
-def validate(config: HyponetConfig) -> None:
-    """Refuse hyponet settings that cannot work, naming the flag."""
-    if config.n_layer < 1:
-        raise ValueError(f"--model.hyponet.n-layer={config.n_layer} must be >= 1")
-    if len(config.hidden_dims()) != config.n_layer - 1 or any(w < 1 for w in config.hidden_dim):
-        raise ValueError(
-            f"--model.hyponet.hidden-dim={config.hidden_dim}: give 1 positive width or n_layer - 1 = "
-            f"{config.n_layer - 1} of them"
-        )
-    if config.fourier.enabled and (config.fourier.dim < 1 or config.fourier.dim % config.input_dim):
-        raise ValueError(
-            f"--model.hyponet.fourier.dim={config.fourier.dim} must be a positive multiple of "
-            f"--model.hyponet.input-dim={config.input_dim} (quirk 5)"
-        )
-    if config.activation == "siren" and (
-        config.fourier.enabled or config.weight_init != "siren" or config.bias_init != "siren"
-    ):
-        raise ValueError(
-            "--model.hyponet.activation=siren needs --model.hyponet.fourier.enabled False and "
-            "--model.hyponet.weight-init / --model.hyponet.bias-init siren"
-        )
-
-
-def check_signal(config: HyponetConfig, shape: tuple[int, ...], channels: int) -> None:
-    """The hyponet maps ``input_dim``-D coordinates to ``output_dim`` values; refuse data of another shape."""
-    if len(shape) != config.input_dim or channels != config.output_dim:
-        raise ValueError(
-            f"the data gives {len(shape)}-D signals with {channels} channel(s), but --model.hyponet.input-dim="
-            f"{config.input_dim} and --model.hyponet.output-dim={config.output_dim}"
-        )
-
-
 def layer_shapes(config: HyponetConfig) -> list[tuple[int, int]]:
-    """``(fan_in, fan_out)`` of each layer; the first fan_in is the Fourier feature width (2 * fourier.dim)."""
-    validate(config)
+    """``(fan_in, fan_out)`` of each layer; the first fan_in is the Fourier feature width (2 * fourier.dim). Refuses
+    a config that breaks :func:`ginr.rules.hyponet_problems`."""
+    rules.check_hyponet(config)
     hidden = config.hidden_dims()
     widths = [fourier.feature_dim(config.fourier, config.input_dim), *hidden, config.output_dim]
     return list(zip(widths[:-1], widths[1:]))
 
 
 def init(config: HyponetConfig, generator: torch.Generator | None, weightless_layers: Iterable[int] = ()) -> dict:
-    """Initial params (SPEC 1.3): Fourier frequencies first, then per layer the weight, then the bias.
+    """Initial params (fidelity 1.3): Fourier frequencies first, then per layer the weight, then the bias.
 
     Trainable leaves require grad; the frequencies only when ``fourier.trainable`` (quirk 3).
     """
@@ -105,7 +75,7 @@ def activation(config: HyponetConfig, x: torch.Tensor) -> torch.Tensor:
 
 
 def linear(layer: Mapping[str, torch.Tensor], x: torch.Tensor, weight: torch.Tensor, normalize: bool) -> torch.Tensor:
-    """``x @ W' + b`` with ``W' = W / max(||W[:, j]||, 1e-12)`` per output column j when ``normalize`` (SPEC 1.5).
+    """``x @ W' + b`` with ``W' = W / max(||W[:, j]||, 1e-12)`` per output column j when ``normalize`` (fidelity 1.5).
 
     The bias is never normalised.
     """
@@ -157,5 +127,5 @@ def forward_suffix(
 def forward(
     params: Mapping, config: HyponetConfig, coords: torch.Tensor, weights: Weights | None = None
 ) -> torch.Tensor:
-    """Values at ``coords`` (..., D) -> (..., output_dim) with the given per-layer weights (SPEC 1.5)."""
+    """Values at ``coords`` (..., D) -> (..., output_dim) with the given per-layer weights (fidelity 1.5)."""
     return forward_suffix(params, config, embed(params, config, coords), weights or {}, 0)

@@ -1,4 +1,4 @@
-"""Signals to data tokens (SPEC 2.3, 5.3), as pure functions of channels-last batches.
+"""Signals to data tokens (fidelity 2.3, 5.3), as pure functions of channels-last batches.
 
 A signal is a tensor (B, *S, C), or for NeRF the support views ``{"images": (B, n, H, W, 3), "poses": (B, n, 3, 4),
 "focals": (B, n, 2)}``, whose spatial shape is (n, H, W).

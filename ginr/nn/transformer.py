@@ -1,4 +1,4 @@
-"""The hypernetwork's pre-LN transformer as pure functions over a params pytree (SPEC 2.2).
+"""The hypernetwork's pre-LN transformer as pure functions over a params pytree (fidelity 2.2).
 
 Params (Linear weights in PyTorch's (out, in) layout, as the reference's ``nn.Linear`` state dicts)::
 
@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
+from ginr import rules
 from ginr.config import TransformerConfig
 from ginr.nn.init import uniform
 
@@ -40,18 +41,12 @@ def layer_norm(params: dict, x: torch.Tensor) -> torch.Tensor:
 
 
 def validate(config: TransformerConfig) -> None:
-    if config.embed_dim % config.n_head:
-        raise ValueError(
-            f"--model.transformer.embed-dim={config.embed_dim} must be a multiple of "
-            f"--model.transformer.n-head={config.n_head}"
-        )
-    for name in ("resid_dropout", "attn_dropout"):
-        if not 0 <= getattr(config, name) < 1:
-            raise ValueError(f"--model.transformer.{name.replace('_', '-')} must be in [0, 1)")
+    """Refuse a transformer config that breaks :func:`ginr.rules.transformer_problems`."""
+    rules.refuse(rules.transformer_problems(config))
 
 
 def init(config: TransformerConfig, generator: torch.Generator | None) -> dict:
-    """Blocks in order; in each, the Linears key, query, value, proj, fc1, fc2 (SPEC 2.2, 10.1)."""
+    """Blocks in order; in each, the Linears key, query, value, proj, fc1, fc2 (fidelity 2.2, 10.1)."""
     validate(config)
     width, hidden = config.embed_dim, config.mlp_ratio * config.embed_dim
     blocks = {}
@@ -100,10 +95,10 @@ def forward(
     """(B, L, embed_dim) -> (B, L, embed_dim); dropout only when ``training``.
 
     ``keep_last=n`` returns only the last ``n`` tokens, ``forward(...)[:, -n:]``: the last block then computes the
-    attention queries, projection and MLP of those rows alone (the hypernetworks read only their weight tokens; this
-    saves 6.5% of ipc-transinr's FLOPs per image at the CelebA preset, 5.4% at NeRF cars). The values are the same; in training, the last
-    block's dropout masks are drawn for the kept rows only, so a seeded run draws different (equally distributed)
-    masks than the full pass would.
+    attention queries, projection and MLP of those rows alone (the hypernetworks read only their weight tokens; the
+    saving is measured in the README's "Benchmarks" section). The values are the same; in training, the last block's
+    dropout masks are drawn for the kept rows only, so a seeded run draws different (equally distributed) masks than
+    the full pass would.
     """
     if keep_last is not None and not 0 < keep_last <= x.shape[1]:
         raise ValueError(f"keep_last={keep_last} must be in 1..{x.shape[1]} (the number of tokens)")

@@ -1,7 +1,11 @@
-"""How a per-instance factor becomes the weights of the modulated hyponet layers, and the batched decode every model
-shares (SPEC 1.5, 2.1, 2.4, 3.1, 3.3).
+"""The modulated hyponet: the shared coordinate MLP whose modulated layers take per-instance weights, composed from
+each instance's factor, and the batched decode every model shares (fidelity 1.5, 2.1, 2.4, 3.1, 3.3).
 
-Three modes, one per model family:
+The paper's instance pattern composer is the per-instance factor ``V_i`` of an early layer's weight
+``W_i = V_i U``; the shared factor ``U`` and the other layers are the composition rules common to every instance.
+That is the ``factorized`` mode of :meth:`ModulatedHyponet.compose`; the model that makes ``V_i`` (a few inner
+steps, or a transformer) lives in :mod:`ginr.models.meta` and :mod:`ginr.models.hypernet`. The other two modes are
+the paper's baselines. Three modes, one per model family:
 
 - ``factorized`` (ipc-meta, ipc-transinr): ``W_i = F_i U`` with the instance factor ``F_i`` (fi, r) and the shared
   factor ``U`` (r, fo) at ``params["factors"]["shared"][layer]``; the base weight is ignored (not even allocated).
@@ -28,28 +32,12 @@ from ginr.nn import hyponet
 Mode = Literal["factorized", "full", "tiled"]
 
 
-def layer_values(
-    values: tuple[int, ...], given: tuple[int, ...] | None, fan_outs: list[int], flag: str
-) -> dict[int, int]:
-    """``flag``'s value (a rank or a token count) for each modulated layer, in layer order: one value for every layer,
-    clipped to each layer's fan-out (SPEC 2.1, 2.4), or one per layer, paired with the layers in the order
-    ``--model.modulated-layers`` names them (``given``; None: every layer, in order) and each within 1..its fan-out.
-    The reference lists one value per hyponet layer instead; with its one modulated layer (the paper's presets) the
-    two agree."""
-    layers = tuple(range(len(fan_outs))) if given is None else tuple(given)
-    if len(values) not in (1, len(layers)):
-        raise ValueError(f"{flag}={values}: give 1 value or one per modulated layer ({len(layers)})")
-    chosen = {}
-    for i, k in enumerate(layers):
-        value = values[0] if len(values) == 1 else values[i]
-        if value < 1 or (len(values) > 1 and value > fan_outs[k]):
-            raise ValueError(f"{flag}: {value} for layer {k} must be in 1..{fan_outs[k]} (its fan-out)")
-        chosen[k] = min(value, fan_outs[k])
-    return dict(sorted(chosen.items()))
-
-
 @dataclasses.dataclass(frozen=True)
-class Composer:
+class ModulatedHyponet:
+    """The hyponet of ``hyponet`` with per-instance weights on ``layers`` (distinct, sorted; the model configs'
+    rules check them, :func:`ginr.rules.model_problems`), composed in ``mode`` from each instance's factors and
+    decoded at most ``chunk_size`` instances at once (None: the whole batch)."""
+
     hyponet: HyponetConfig
     layers: tuple[int, ...]
     mode: Mode
@@ -57,16 +45,7 @@ class Composer:
 
     def __post_init__(self):
         if self.mode not in get_args(Mode):
-            raise ValueError(f"Composer mode {self.mode!r}: choose one of {get_args(Mode)}")
-        n_layer = self.hyponet.n_layer
-        if (
-            not self.layers
-            or any(not 0 <= k < n_layer for k in self.layers)
-            or len(set(self.layers)) != len(self.layers)
-        ):
-            raise ValueError(f"--model.modulated-layers={self.layers} must name distinct layers in 0..{n_layer - 1}")
-        if self.chunk_size is not None and self.chunk_size < 1:
-            raise ValueError(f"--model.vmap-chunk-size={self.chunk_size} must be >= 1 or None")
+            raise ValueError(f"ModulatedHyponet mode {self.mode!r}: choose one of {get_args(Mode)}")
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -74,7 +53,7 @@ class Composer:
 
     @property
     def weightless_layers(self) -> tuple[int, ...]:
-        """Layers whose base weight the composer ignores (the hyponet allocates none for them)."""
+        """Layers whose base weight the composed weight replaces (the hyponet allocates none for them)."""
         return () if self.mode == "tiled" else self.layers
 
     @property
