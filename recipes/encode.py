@@ -19,9 +19,9 @@ import tyro
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from ginr import cli, from_pretrained, inference, metrics
+from ginr import cli, from_pretrained, inference, metrics, tasks
 from ginr import config as config_lib
-from ginr.data import BadFileError, EvalBatchSampler, eval_dataset, is_views, make_loader
+from ginr.data import BadFileError, EvalBatchSampler, eval_dataset, make_loader
 from ginr.pytree import flatten
 
 
@@ -46,14 +46,9 @@ class Args:
 def main(args: Args) -> None:
     with cli.refusals():
         loaded = from_pretrained(args.model, revision=args.revision)
-        data = loaded.config.data
-        if is_views(data):
-            raise ValueError(
-                f"{args.model} is a NeRF; its modulations come from support views: use recipes/render.py or "
-                "recipes/reconstruct.py (an object folder and --support frames)"
-            )
+        tasks.require_signals(loaded.config, args.model)
         cli.check_inner_steps(loaded.config, args.n_steps)
-        data = cli.with_data_path(data, args.data_path)
+        data = cli.with_data_path(loaded.config.data, args.data_path)
         dataset = eval_dataset(data, args.split)
         sampler = EvalBatchSampler(len(dataset), args.batch_size, 1, 0)
     loader = make_loader(dataset, sampler, data.num_workers)

@@ -6,7 +6,7 @@
     accelerate launch recipes/eval.py --init-from user/ginr-model --revision v1.0
 
 The model's config.json says which data it was trained on; ``--data-path`` and ``--split`` point elsewhere.
-A NeRF is evaluated by full renders of its query views (SPEC 5.6), on the fixed list of seeded view draws
+A NeRF is evaluated by full renders of its query views (fidelity 5.6), on the fixed list of seeded view draws
 (``--redraw-eval`` for the reference's new random draws every time, quirk 24).
 """
 

@@ -24,8 +24,8 @@ import tyro
 from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
-from ginr import cli, from_pretrained, inference, metrics
-from ginr.data import is_views, signal_transform
+from ginr import cli, from_pretrained, inference, metrics, tasks
+from ginr.data import signal_transform
 from ginr.data.layouts import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS
 from ginr.data.shapenet import ViewsObject
 from ginr.models.meta import MetaINR
@@ -98,8 +98,9 @@ def encode_refined(loaded, signal: torch.Tensor, steps: int, lr: float):
     return modulation
 
 
-def reconstruct_views(loaded, folder: Path, args: Args, out: Path) -> None:
+def reconstruct_views(loaded, args: Args) -> None:
     """A NeRF from the support frames of an object folder: render the held-out frames, print their PSNR."""
+    folder, out = Path(args.input), Path(args.out)
     with cli.refusals():
         if not (folder / "transforms.json").is_file():
             raise ValueError(f"{loaded.config.data_name} models read a set of views: {folder} has no transforms.json")
@@ -120,15 +121,11 @@ def reconstruct_views(loaded, folder: Path, args: Args, out: Path) -> None:
     )
 
 
-def main(args: Args) -> None:
-    with cli.refusals():
-        loaded = from_pretrained(args.model, revision=args.revision)
+def reconstruct_signals(loaded, args: Args) -> None:
+    """Each image of a file or folder, or an audio file: its reconstruction at ``--scale`` times the resolution (or
+    sampling rate), and its PSNR at the input's own."""
     data = loaded.config.data
-    out = Path(args.out)
-    source = Path(args.input)
-    if is_views(data):
-        reconstruct_views(loaded, source, args, out)
-        return
+    source, out = Path(args.input), Path(args.out)
     audio = source.is_file() and source.suffix.lower() in AUDIO_EXTENSIONS
     with cli.refusals():
         if args.scale <= 0:
@@ -154,6 +151,13 @@ def main(args: Args) -> None:
             target = out / f"{path.stem}_x{args.scale:g}.png"
             save_image(scaled.permute(2, 0, 1).clamp(0, 1), target)
         print(f"{path.name}: psnr {psnr:.2f} dB -> {target} ({'x'.join(map(str, scaled_shape))})")
+
+
+def main(args: Args) -> None:
+    with cli.refusals():
+        loaded = from_pretrained(args.model, revision=args.revision)
+    reconstruct = tasks.nerf_or_signals(loaded.config, nerf=reconstruct_views, signals=reconstruct_signals)
+    reconstruct(loaded, args)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,7 @@ orbit around the object as a GIF.
 The model reads as many support views as it was trained with (``--data.support-views``, 1 to 5 in the paper). The
 orbit turns the first support view's camera about the world's up axis (the one the object's cameras agree on), so it
 keeps the dataset's camera distance and elevation. Full views are rendered without jitter, in chunks of the model
-config's ``render.chunk_rays`` rays (about 30 s per 128-px view on two CPU cores at the paper's size; a GPU is much
-faster).
+config's ``render.chunk_rays`` rays (slow on a CPU at the paper's size: render on a GPU where there is one).
 """
 
 from __future__ import annotations
@@ -23,8 +22,7 @@ import tyro
 from PIL import Image
 from torchvision.utils import save_image
 
-from ginr import cli, from_pretrained, inference, render
-from ginr.data import is_views
+from ginr import cli, from_pretrained, inference, render, tasks
 from ginr.data.shapenet import ViewsObject, read_objects
 from ginr.pytree import tree_map
 
@@ -86,8 +84,7 @@ def main(args: Args) -> None:
             raise ValueError(f"--orbit {args.orbit} must be >= 0 (0: no orbit) and --fps {args.fps} >= 1")
         loaded = from_pretrained(args.model, revision=args.revision)
         config = loaded.config
-        if not is_views(config.data):
-            raise ValueError(f"{args.model} is not a NeRF (it was trained on {config.data_name}); see reconstruct.py")
+        tasks.require_nerf(config, args.model)
         data = cli.with_data_path(config.data, args.data_path)
         obj = find_object(args, data)
         support = inference.support_frames(obj, args.support, data.support_views)

@@ -1,5 +1,5 @@
 """Data: sources (the embedded photos, local folders, the reference's layouts, the Hub, ShapeNet's views),
-transforms, the pre-resized cache and resumable samplers (SPEC 7)."""
+transforms, the pre-resized cache and resumable samplers (fidelity 7)."""
 
 from __future__ import annotations
 
@@ -23,16 +23,17 @@ def signal_transform(config: DataConfig, kind: str, training: bool) -> AudioClip
     return ImageTransform(config.resolution, config.train_transform if training else "resize_center_crop")
 
 
-def make_signals(config: DataConfig, data: datasets.Dataset, name: str, training: bool) -> Signals:
-    """A loaded split (an ``image`` or ``audio`` column of undecoded entries) with its transform
-    (:func:`signal_transform`), checked or cached as the config asks; ``name`` labels logs and cache folders."""
-    kind = "audio" if "audio" in data.column_names else "image"
-    transform = signal_transform(config, kind, training)
-    if config.cache_dir and kind == "image" and transform.mode == "resize_center_crop":
-        data = resized_cache(data, transform, config.cache_dir, name, config.num_workers, config.skip_bad_files)
+def make_signals(config: DataConfig, split: datasets.Dataset, name: str, training: bool) -> Signals:
+    """A loaded ``split`` (one column of undecoded entries, named for the kind of signal it holds: ``image`` or
+    ``audio``) with its transform (:func:`signal_transform`), checked or cached as the config asks; ``name`` labels
+    logs and cache folders."""
+    column = "audio" if "audio" in split.column_names else "image"
+    transform = signal_transform(config, column, training)
+    if config.cache_dir and column == "image" and transform.mode == "resize_center_crop":
+        split = resized_cache(split, transform, config.cache_dir, name, config.num_workers, config.skip_bad_files)
     elif config.skip_bad_files:
-        data = drop_unusable(data, transform, kind, config.num_workers, name)
-    return Signals(data, transform, kind)
+        split = drop_unusable(split, transform, column, config.num_workers, name)
+    return Signals(split, transform, column)
 
 
 AUDIO_SOURCES = ("audiofolder", "librispeech")

@@ -1,4 +1,5 @@
-"""Audio decoding without FFmpeg (soundfile on the raw bytes: mono, resampled) and the reference's CropAudio (SPEC 7)."""
+"""Audio decoding without FFmpeg (soundfile on the raw bytes: mono, resampled) and the reference's CropAudio
+(fidelity 7)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def crop(samples: torch.Tensor, length: int, generator: torch.Generator | None) 
 class AudioClip:
     """Picklable transform for loader workers: an undecoded audio entry (+ per-sample seed) -> (T, 1) tensor.
 
-    The reference's ``CropAudio`` (SPEC 7): drop ``trim_seconds`` from the end (its ``total_secs=-1`` drops 1 s,
+    The reference's ``CropAudio`` (fidelity 7): drop ``trim_seconds`` from the end (its ``total_secs=-1`` drops 1 s,
     quirk 15; a clip no longer than that becomes silence), then a random window in training or the start in
     evaluation, zero-padded to ``clip_seconds``.
     """

@@ -1,8 +1,8 @@
-"""The paper's data presets (SPEC 7, 9.1-9.4) and the facts ``recipes/prepare_data.py`` checks a dataset against.
+"""The paper's data presets (fidelity 7, 9.1-9.4) and the facts ``recipes/prepare_data.py`` checks a dataset against.
 
 ``DATA[name]`` is the :class:`DataConfig` behind ``--data name``: the reference's splits, resolution, transforms,
 16 kHz audio cut to 1 or 3 s with the last second dropped (quirk 15), and coordinates in [-1, 1] except for 3 s
-audio, which spans [-3, 3] so the sample spacing stays 2/16000 (SPEC 4.1). ShapeNet (learnit's 128-px renders):
+audio, which spans [-3, 3] so the sample spacing stays 2/16000 (fidelity 4.1). ShapeNet (learnit's 128-px renders):
 train on the train objects' views 0-24, each object ``repeat`` times per epoch, evaluate 100 seeded draws of each test
 object from all its views, rays from depth 2 to 6.
 """

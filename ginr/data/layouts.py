@@ -1,4 +1,4 @@
-"""Local folders as ``datasets.Dataset`` splits of undecoded ``{bytes, path}`` entries (SPEC 7).
+"""Local folders as ``datasets.Dataset`` splits of undecoded ``{bytes, path}`` entries (fidelity 7).
 
 - ``imagefolder`` / ``audiofolder``: ``<path>/<split>/[<class>/]*``, classes sorted and files sorted within each class,
   as torchvision's ``ImageFolder`` orders them (ImageNette: ``imagenette2-320/{train,val}/<wnid>/*.JPEG``).
@@ -24,7 +24,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".t
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 SPLIT_ALIASES = {"val": "validation", "valid": "validation", "dev": "validation"}
 
-# SPEC 7: train = ids 1-162770; the reference evaluates on the official test ids (quirk 17); official val is unused.
+# fidelity 7: train = ids 1-162770; the reference evaluates on the official test ids (quirk 17); official val is unused.
 CELEBA_IDS = {"train": (1, 162770), "validation": (162771, 182637), "test": (182638, 202599)}
 FFHQ_LISTS = {"train": "ffhqtrain.txt", "validation": "ffhqvalidation.txt"}
 ENTRY = datasets.Features({"bytes": datasets.Value("binary"), "path": datasets.Value("string")})

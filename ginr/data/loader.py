@@ -18,8 +18,9 @@ from torch.utils.data import DataLoader, Dataset
 
 
 class Signals(Dataset):
-    """Items ``(index, seed)`` (or a bare index) of a split -> channels-last tensors, ``transform(entry, seed)``:
-    (H, W, 3) images in [0, 1] or (T, 1) audio in [-1, 1]. ``entry`` is the undecoded ``{bytes, path}`` of a row."""
+    """Items ``(index, seed)`` (or a bare index) of a loaded ``split`` (a ``datasets.Dataset``) -> channels-last
+    tensors, ``transform(entry, seed)``: (H, W, 3) images in [0, 1] or (T, 1) audio in [-1, 1]. ``entry`` is the
+    undecoded ``{bytes, path}`` of a row, read from its ``column`` (``image`` or ``audio``)."""
 
     def __init__(self, split: datasets.Dataset, transform: Callable, column: str):
         if column not in split.column_names:

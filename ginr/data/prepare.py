@@ -1,4 +1,4 @@
-"""Materialise a dataset in the layout ginr reads (SPEC 7), then verify it: counts, image sizes, split membership.
+"""Materialise a dataset in the layout ginr reads (fidelity 7), then verify it: counts, image sizes, split membership.
 
 Sources: the official archive (zip / tar, any compression) or an extracted folder, placed file by file by a rule per
 dataset; or, for ImageNette and LibriSpeech, their parquet copy on the Hugging Face Hub (or a local parquet folder

@@ -1,4 +1,4 @@
-"""ShapeNet multi-view renders in the learnit layout, as (support, query) view draws (SPEC 7 "ShapeNet item", 9.4).
+"""ShapeNet multi-view renders in the learnit layout, as (support, query) view draws (fidelity 7 "ShapeNet item", 9.4).
 
 Layout of ``--data.path``::
 

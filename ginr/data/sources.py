@@ -1,4 +1,4 @@
-"""Where the signals come from (SPEC 7): one entry point, :func:`load_split`, over every ``--data.source``.
+"""Where the signals come from (fidelity 7): one entry point, :func:`load_split`, over every ``--data.source``.
 
 Every source returns a ``datasets.Dataset`` split with one column, ``image`` or ``audio``, of undecoded entries
 (``{bytes, path}``); the loader workers decode them.

@@ -1,4 +1,4 @@
-"""Image decoding and the reference's image transforms (SPEC 7), producing channels-last float tensors in [0, 1].
+"""Image decoding and the reference's image transforms (fidelity 7), producing channels-last float tensors in [0, 1].
 
 Random transforms draw from a per-sample ``torch.Generator`` (seeded by the sampler from the run seed, the epoch and
 the sample's position), so a resumed run and any number of loader workers see the same crops.

@@ -1,4 +1,4 @@
-"""Evaluation on a held-out split and the reconstructions logged beside it (SPEC 4.4, 5.6, 6.2).
+"""Evaluation on a held-out split and the reconstructions logged beside it (fidelity 4.4, 5.6, 6.2).
 
 Metrics are means over instances of per-instance values (the PSNR is the mean of per-instance PSNRs); every process
 sums over its own shard and the sums are added across processes, so each instance counts exactly once (quirk 19
@@ -10,6 +10,7 @@ measured by :func:`evaluate`, NeRF views (an instance is one object with one dra
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Callable
 
@@ -20,10 +21,10 @@ from torchvision.utils import make_grid
 from ginr import metrics, render
 from ginr.config import Config, RenderConfig
 from ginr.coords import grid
-from ginr.data import is_views
 from ginr.inference import novel_views, radiance_field
 from ginr.models.base import Model
 from ginr.pytree import batch_size, batch_slice, to_device
+from ginr.tasks import nerf_or_signals
 from ginr.train.objective import sample_rays
 from ginr.train.plots import waveform_image
 
@@ -103,7 +104,7 @@ def evaluate_views(
     estimate: bool = False,
     n_images: int = 4,
 ) -> EvalResult:
-    """NeRF evaluation (SPEC 5.6): each instance (an object with a draw of support and query views) is encoded from
+    """NeRF evaluation (fidelity 5.6): each instance (an object with a draw of support and query views) is encoded from
     its support views and its query views are rendered in full, ``chunk_rays`` rays at a time without jitter:
     ``psnr`` is the mean over instances of the PSNR of all their query pixels, with ``mse`` and ``ssim``.
 
@@ -144,19 +145,20 @@ def evaluate_views(
 def evaluate_config(
     config: Config, model: Model, params: dict, loader, *, accelerator, estimate: bool = False, n_steps=None
 ) -> EvalResult:
-    """The evaluation a run's ``config`` asks for: :func:`evaluate_views` for multi-view data (``estimate``: the
-    in-training estimate of ``--render.eval-rays``, when set), :func:`evaluate` otherwise."""
+    """The evaluation a run's ``config`` asks for: :func:`evaluate_views` for a NeRF (``estimate``: the in-training
+    estimate of ``--render.eval-rays``, when set), :func:`evaluate` for a signal model."""
     data = config.data
-    if is_views(data):
-        estimate = estimate and config.render.eval_rays is not None
-        return evaluate_views(
-            model, params, loader, accelerator=accelerator, render_config=config.render,
-            depth_range=data.depth_range, estimate=estimate,
-        )  # fmt: skip
-    return evaluate(
-        model, params, loader, accelerator=accelerator, coord_range=data.coord_range, n_steps=n_steps,
-        sample_rate=data.sample_rate,
+    measure = nerf_or_signals(
+        config,
+        nerf=functools.partial(
+            evaluate_views, render_config=config.render, depth_range=data.depth_range,
+            estimate=estimate and config.render.eval_rays is not None,
+        ),
+        signals=functools.partial(
+            evaluate, coord_range=data.coord_range, n_steps=n_steps, sample_rate=data.sample_rate
+        ),
     )  # fmt: skip
+    return measure(model, params, loader, accelerator=accelerator)
 
 
 def measure_all(
@@ -219,7 +221,7 @@ def _measure_all(loader, per_instance, pictures, accelerator, n_images) -> EvalR
 
 
 def render_query(model: Model, params: dict, batch: dict, render_config: RenderConfig, depth_range) -> torch.Tensor:
-    """Full renders (B, q, H, W, 3) of a batch's query cameras from its support views (SPEC 5.6)."""
+    """Full renders (B, q, H, W, 3) of a batch's query cameras from its support views (fidelity 5.6)."""
     query = batch["query"]
     size = tuple(query["images"].shape[2:4])
     return novel_views(

@@ -1,10 +1,10 @@
-"""The training objectives (SPEC 4, 5.5, 5.6): encode, decode (and render), per-sample MSE.
+"""The training objectives (fidelity 4, 5.5, 5.6): encode, decode (and render), per-sample MSE.
 
 :func:`objective_for` gives a run's objective, ``objective(model, params, batch, *, epoch)``, which returns ``loss``
 (the batch mean), the per-instance ``mse`` (B,) and ``psnr``. Hypernetwork presets may train on jittered
-coordinates (SPEC 4.2) and on a random subset of them (SPEC 4.3); the noise is drawn before the subset, on the
+coordinates (fidelity 4.2) and on a random subset of them (fidelity 4.3); the noise is drawn before the subset, on the
 signal's device, in training only.
-NeRFs train on a few rays of their query views, foreground first in the first epochs (SPEC 5.5).
+NeRFs train on a few rays of their query views, foreground first in the first epochs (fidelity 5.5).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import torch
 from ginr import metrics, render
 from ginr.config import Config, RenderConfig
 from ginr.coords import grid
-from ginr.data import is_views
 from ginr.inference import radiance_field
 from ginr.models.base import Model
+from ginr.tasks import nerf_or_signals
 
 
 def jitter(coords: torch.Tensor, batch: int, shape: tuple[int, ...], coord_range: tuple[float, float]) -> torch.Tensor:
@@ -52,7 +52,7 @@ def reconstruction_objective(
 ) -> dict[str, torch.Tensor]:
     """``loss`` = mean over the batch of each instance's MSE over its training coordinates, plus per-sample
     ``mse``/``psnr`` (detached) and, for meta-learned models, the per-sample ``inner_psnr`` (B, T) of each inner step
-    (averaged over samples when logged, as the reference's meta trainer does: SPEC 4.4).
+    (averaged over samples when logged, as the reference's meta trainer does: fidelity 4.4).
 
     ``signal`` is channels-last (B, *S, C). The encoder always sees the whole signal (and its full grid); signals
     train the same way in every epoch.
@@ -75,7 +75,7 @@ def reconstruction_objective(
 
 def sample_rays(query: dict, count: int, foreground_first: bool, flag: str) -> tuple[torch.Tensor, ...]:
     """``count`` rays of each object's query views (all views together): their origins, directions and target pixels,
-    each (B, count, 3), drawn foreground first (the reference's adaptive sampling) or uniformly (SPEC 5.5). ``flag``
+    each (B, count, 3), drawn foreground first (the reference's adaptive sampling) or uniformly (fidelity 5.5). ``flag``
     names the setting in the error when the views have fewer pixels than ``count``."""
     images = query["images"]
     objects, height, width = images.shape[0], images.shape[2], images.shape[3]
@@ -100,7 +100,7 @@ def views_objective(
     depth_range: tuple[float, float],
     foreground_first: bool,
 ) -> dict[str, torch.Tensor]:
-    """NeRF training (SPEC 5.6): encode the support views, draw ``train_rays`` rays of the query views per object
+    """NeRF training (fidelity 5.6): encode the support views, draw ``train_rays`` rays of the query views per object
     (foreground first in the first epochs, quirk 14), render them with jittered points, and ``loss`` = mean over
     objects of each one's MSE over its rays' colours; ``mse``/``psnr`` per object."""
     encoding = model.encode(params, batch["support"], None, training=True)
@@ -121,27 +121,31 @@ def views_objective(
 
 def objective_for(config: Config, compile_mode: str = "off") -> Callable[..., dict[str, torch.Tensor]]:
     """The training objective of a run, ``objective(model, params, batch, *, epoch)``: :func:`views_objective` for
-    multi-view data (foreground-first rays while ``epoch < render.foreground_first_epochs``),
-    :func:`reconstruction_objective` otherwise, with the config's options bound.
+    a NeRF (foreground-first rays while ``epoch < render.foreground_first_epochs``), :func:`reconstruction_objective`
+    for a signal model, with the config's options bound.
 
     Unless ``compile_mode`` is "off", the objective runs through torch.compile in that mode with one graph per input
-    shape (the batch is fixed, so dynamic shapes gain nothing, and on torch 2.11 re-tracing the second-order
-    objective with them failed in Inductor). The epoch enters the compiled function only as the NeRF's
-    foreground-first flag: as a Python int, each new epoch would recompile it, and after 8 recompiles torch.compile
-    falls back to eager.
+    shape (``dynamic=False``: the batch is fixed, so dynamic shapes gain nothing). The epoch enters the compiled
+    function only as the NeRF's foreground-first flag: as a Python int, each new epoch would recompile it, and past
+    torch._dynamo's recompile limit torch.compile falls back to eager.
     """
-    if is_views(config.data):
-        core = functools.partial(views_objective, render_config=config.render, depth_range=config.data.depth_range)
-        first_epochs = config.render.foreground_first_epochs
-        schedule = lambda epoch: {"foreground_first": epoch < first_epochs}  # noqa: E731
-    else:
-        core = functools.partial(
-            reconstruction_objective,
-            coord_range=config.data.coord_range,
-            coord_noise=config.train.coord_noise,
-            coord_subsample=config.train.coord_subsample,
-        )
-        schedule = lambda epoch: {}  # noqa: E731
+    first_epochs = config.render.foreground_first_epochs
+    core, schedule = nerf_or_signals(
+        config,
+        nerf=(
+            functools.partial(views_objective, render_config=config.render, depth_range=config.data.depth_range),
+            lambda epoch: {"foreground_first": epoch < first_epochs},
+        ),
+        signals=(
+            functools.partial(
+                reconstruction_objective,
+                coord_range=config.data.coord_range,
+                coord_noise=config.train.coord_noise,
+                coord_subsample=config.train.coord_subsample,
+            ),
+            lambda epoch: {},
+        ),
+    )
     if compile_mode != "off":
         core = torch.compile(core, mode=compile_mode, dynamic=False)
 
