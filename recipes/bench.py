@@ -1,5 +1,6 @@
 """Training-step benchmark: one table of img/s, step time, peak memory, GFLOP per image and model FLOP utilisation,
-beside the reference's figures (measured for this project: the reference on an H200 and on the CPU).
+beside stored figures of the reference (measured for this project on an H200 and on two CPU cores, listed in
+../shared/ANCHORS.md with the date and machine; not timed in the same run, so the table's footnote says so).
 
     python recipes/bench.py                                             # every preset of the table, this device
     python recipes/bench.py --only ipc-meta:imagenette178 --batch 2     # one row
@@ -14,12 +15,14 @@ and the rate of full 128x128 renders in evaluation (``render img/s``, 1024 rays 
 are excluded from the times (the step time is the median of the timed steps) but not from the peak memory (CUDA
 graphs allocate their pool while warming up). FLOPs are counted once with
 ``torch.utils.flop_counter.FlopCounterMode``; utilisation is achieved FLOP/s over a matrix-product ceiling measured
-on the same device and precision. Batch defaults: 2 on a CPU, the preset's global batch on a GPU (16; 32 for NeRF).
+in this run on the same device and precision (both from :mod:`ginr.train.flops`, as training's ``train/mfu``).
+Batch defaults: 2 on a CPU, the preset's global batch on a GPU (16; 32 for NeRF).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import resource
 import statistics
 import time
@@ -27,15 +30,13 @@ from typing import Literal
 
 import torch
 import tyro
-from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.utils.flop_counter import FlopCounterMode
 
-from ginr import cli, models, presets
-from ginr.data import is_views, signal_shape
+from ginr import cli, models, presets, tasks
 from ginr.inference import novel_views
 from ginr.module import ParamsModule
-from ginr.pytree import tree_map
+from ginr.pytree import batch_slice
 from ginr.train import setup
+from ginr.train.flops import count_flops, matmul_ceiling, synchronize
 from ginr.train.logger import table
 from ginr.train.objective import objective_for
 
@@ -85,12 +86,18 @@ REFERENCE_MEMORY_GIB = {
     ("ipc-transinr", "librispeech1s", 16): 10.7,
     ("transinr", "librispeech1s", 16): 10.7,
 }
+STORED = (
+    "stored ref: the reference's (kakaobrain/ginr-ipc) figures from ../shared/ANCHORS.md, not timed in this run:\n"
+    "measured 2026-11-28 in fp32 on one NVIDIA H200 (torch 2.11, CUDA 13) and on two cores of this project's CPU\n"
+    "machines (torch 2.14.1); GFLOP/img counted with FlopCounterMode. 'vs stored' divides this run's img/s by the\n"
+    "stored figure: a ratio across runs, machines and loads, not a same-run comparison."
+)
+"""The footnote of the table, under its columns named ``stored ...``."""
 REFERENCE_GFLOP = {
     ("ipc-meta", "imagenette178"): 214.0,
     ("ipc-transinr", "celeba178"): 238.0,
     ("ipc-meta", "ffhq256"): 442.0,
 }
-DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16}
 
 
 @dataclasses.dataclass
@@ -118,46 +125,6 @@ class Args:
     """After timing, profile one step and print its N most expensive operators (0: no profile)."""
 
 
-def matmul_ceiling(device: torch.device, precision: str) -> float:
-    """FLOP/s of a large square matrix product in ``precision`` on ``device`` (the utilisation denominator): the best
-    of 5 timed rounds, so a busy moment on a shared machine does not lower the ceiling."""
-    size = 4096 if device.type == "cuda" else 1024
-    a = torch.randn(size, size, device=device, dtype=DTYPES[precision])
-    b = torch.randn(size, size, device=device, dtype=DTYPES[precision])
-    torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
-    for _ in range(3):
-        a @ b
-    synchronize(device)
-    repeats, fastest = 10, float("inf")
-    for _ in range(5):
-        tick = time.perf_counter()
-        for _ in range(repeats):
-            a @ b
-        synchronize(device)
-        fastest = min(fastest, time.perf_counter() - tick)
-    return 2 * size**3 * repeats / fastest
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def random_views(batch: int, views: int, size: int, device: torch.device) -> dict[str, torch.Tensor]:
-    """Random images seen from cameras 4 units from the origin, looking at it (so rays cross the depth range)."""
-    eye = torch.nn.functional.normalize(torch.randn(batch * views, 3), dim=1) * 4
-    back = eye / eye.norm(dim=1, keepdim=True)
-    right = torch.nn.functional.normalize(
-        torch.linalg.cross(torch.tensor([0.0, 0.0, 1.0]).expand_as(back), back), dim=1
-    )
-    poses = torch.stack([right, torch.linalg.cross(back, right), back, eye], dim=2).view(batch, views, 3, 4)
-    return {
-        "images": torch.rand(batch, views, size, size, 3, device=device),
-        "poses": poses.to(device),
-        "focals": torch.full((batch, views, 2), 131.25, device=device),  # learnit's 128 px at ~52 degrees
-    }
-
-
 def bench_row(model_name: str, data: str, views: int | None, args: Args, device: torch.device, ceiling: float) -> dict:
     config = presets.resolve(model_name, data, views)
     batch = args.batch or (config.train.batch_size if device.type == "cuda" else 2)
@@ -167,16 +134,8 @@ def bench_row(model_name: str, data: str, views: int | None, args: Args, device:
     if args.compile:
         module.objective = objective_for(config, args.compile_mode)
     optimizer = setup.adam(module.parameters(), config.optim)
-    if is_views(config.data):
-        size, views = config.data.resolution, config.data.support_views
-        signal = {"support": random_views(batch, views, size, device), "query": random_views(batch, 1, size, device)}
-        epoch = config.render.foreground_first_epochs  # the preset's random rays after its first epochs
-    else:
-        shape, channels = signal_shape(config.data)
-        signal = torch.rand(batch, *shape, channels, device=device)
-        if channels == 1:  # audio in [-1, 1]
-            signal = signal * 2 - 1
-        epoch = 0
+    signal = tasks.random_batch(config, batch, device)
+    epoch = config.render.foreground_first_epochs  # a NeRF's random rays after its first epochs (signals ignore it)
     torch.backends.cuda.matmul.allow_tf32 = args.precision == "tf32"
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
 
@@ -184,10 +143,7 @@ def bench_row(model_name: str, data: str, views: int | None, args: Args, device:
         raise SystemExit(f"error: --accumulation {args.accumulation} must divide the batch {batch}")
     micro = batch // args.accumulation
 
-    parts = [
-        tree_map(lambda t, i=i: t[i : i + micro], signal) if isinstance(signal, dict) else signal[i : i + micro]
-        for i in range(0, batch, micro)
-    ]
+    parts = [batch_slice(signal, i, i + micro) for i in range(0, batch, micro)]
 
     def step():
         for part in parts:
@@ -217,21 +173,12 @@ def bench_row(model_name: str, data: str, views: int | None, args: Args, device:
     module.objective = objective  # FLOPs are counted on the eager path (compiled kernels are opaque to the counter)
     flops = count_flops(step)
     seconds = statistics.median(times)
-    if is_views(config.data):
-        views = config.data.support_views
-        label = f"{data}:{views}"
-        reference, reference_rays, reference_memory = None, None, None
-        if device.type == "cuda" and (model_name, data, views, batch) in REFERENCE_VIEWS:
-            reference, reference_rays, reference_memory = REFERENCE_VIEWS[(model_name, data, views, batch)]
-        extra = {
-            "rays/s": batch * config.render.train_rays / seconds,
-            "ref rays/s": "-" if reference_rays is None else reference_rays,
-            "render img/s": render_rate(module, config, signal, autocast, device),
-        }
-    else:
-        label, extra = data, {}
-        reference = REFERENCE.get((model_name, data, device.type, batch))
-        reference_memory = REFERENCE_MEMORY_GIB.get((model_name, data, batch)) if device.type == "cuda" else None
+    renders = functools.partial(render_rate, module, config, signal, autocast, device)
+    label, reference, reference_memory, extra = tasks.nerf_or_signals(
+        config,
+        nerf=lambda: views_columns(model_name, data, config, batch, seconds, device, renders),
+        signals=lambda: signal_columns(model_name, data, batch, device),
+    )()
     return {
         "model": model_name,
         "data": label,
@@ -240,24 +187,16 @@ def bench_row(model_name: str, data: str, views: int | None, args: Args, device:
         "micro-batches": args.accumulation,
         "step ms": round(seconds * 1000, 1),
         "img/s": batch / seconds,
-        "ref img/s": "-" if reference is None else reference,
-        "speed-up": "-" if reference is None else f"{batch / seconds / reference:.2f}x",
+        "stored ref img/s": "-" if reference is None else reference,
+        "vs stored": "-" if reference is None else f"{batch / seconds / reference:.2f}x",
         **extra,
         "peak memory": memory,
-        "ref memory": "-" if reference_memory is None else f"{reference_memory} GiB",
+        "stored ref memory": "-" if reference_memory is None else f"{reference_memory} GiB",
         "GFLOP/img": flops / batch / 1e9,
-        "ref GFLOP/img": REFERENCE_GFLOP.get((model_name, data), "-"),
+        "stored ref GFLOP/img": REFERENCE_GFLOP.get((model_name, data), "-"),
         "TFLOP/s": flops / seconds / 1e12,
         "MFU": f"{flops / seconds / ceiling:.0%}",
     }
-
-
-def count_flops(step) -> int:
-    """FLOPs of one call of ``step``, attention counted as its matrix products (run through the math backend: the
-    counter does not see the CPU's fused attention kernel and would leave attention out)."""
-    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
-        step()
-    return counter.get_total_flops()
 
 
 def print_profile(step, device: torch.device, count: int, title: str) -> None:
@@ -271,6 +210,31 @@ def print_profile(step, device: torch.device, count: int, title: str) -> None:
     key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
     print(f"profile of one step, {title}:")
     print(profiler.key_averages().table(sort_by=key, row_limit=count), flush=True)
+
+
+def signal_columns(model_name: str, data: str, batch: int, device: torch.device) -> tuple:
+    """A signal row's data label, stored reference img/s and peak GiB (None where none was measured), and no columns
+    of its own."""
+    reference = REFERENCE.get((model_name, data, device.type, batch))
+    reference_memory = REFERENCE_MEMORY_GIB.get((model_name, data, batch)) if device.type == "cuda" else None
+    return data, reference, reference_memory, {}
+
+
+def views_columns(
+    model_name: str, data: str, config, batch: int, seconds: float, device: torch.device, renders
+) -> tuple:
+    """A NeRF row's data label (with its support views), stored reference objects/s and peak GiB (None where none was
+    measured), and its own columns: rays/s and ``renders()``, the rate of full renders."""
+    views = config.data.support_views
+    reference, reference_rays, reference_memory = None, None, None
+    if device.type == "cuda" and (model_name, data, views, batch) in REFERENCE_VIEWS:
+        reference, reference_rays, reference_memory = REFERENCE_VIEWS[(model_name, data, views, batch)]
+    extra = {
+        "rays/s": batch * config.render.train_rays / seconds,
+        "stored ref rays/s": "-" if reference_rays is None else reference_rays,
+        "render img/s": renders(),
+    }
+    return f"{data}:{views}", reference, reference_memory, extra
 
 
 def render_rate(module: ParamsModule, config, signal: dict, autocast, device: torch.device) -> float:
@@ -317,12 +281,15 @@ def main(args: Args) -> None:
             rows.append(bench_row(model_name, data, views, args, device, ceiling))
         except torch.OutOfMemoryError as error:  # a row that does not fit is reported, the table goes on
             rows.append({"model": model_name, "data": entry, "precision": args.precision, "error": str(error)[:80]})
-        print(table(rows[-1:], list(rows[-1])), flush=True)
+        done = rows[-1]  # a line per row as it is measured; the table once, at the end
+        status = done["error"] if "error" in done else f"{done['img/s']:.3g} img/s, MFU {done['MFU']}"
+        print(f"{entry}: {status}", flush=True)
         if device.type == "cuda":
             torch.cuda.empty_cache()
     columns = list(dict.fromkeys(name for row in rows for name in row))
     print(f"\nsummary: {device.type}, {args.precision}{f' compiled ({args.compile_mode})' if args.compile else ''}")
     print(table(rows, columns))
+    print(f"\n{STORED}")
 
 
 if __name__ == "__main__":

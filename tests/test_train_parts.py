@@ -1,4 +1,4 @@
-"""Training pieces in-process: EMA, the precision policy, the params holder."""
+"""Training pieces in-process: EMA, the precision policy, the params holder, the logged utilisation."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 import torch
 from conftest import tiny_train_flags
 from safetensors.torch import load_file
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import ginr
 from ginr import presets
@@ -15,7 +16,7 @@ from ginr.hub import read_config
 from ginr.models import build
 from ginr.module import ParamsModule
 from ginr.pytree import flatten
-from ginr.train import setup
+from ginr.train import flops, setup
 from ginr.train.ema import init_ema, update_ema
 from ginr.train.objective import reconstruction_objective
 
@@ -77,7 +78,7 @@ def test_holder_exposes_the_pytree_as_parameters_and_buffers():
 def test_auto_compile_follows_the_machine_and_precision_stays_the_references(monkeypatch, cuda, cpu_flag, expected):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     train = dataclasses.replace(presets.resolve("ipc-meta", "photos").train, cpu=cpu_flag)
-    assert (train.precision, train.compile) == ("fp32", "auto")  # SPEC's fidelity policy: fp32 unless asked
+    assert (train.precision, train.compile) == ("fp32", "auto")  # the fidelity policy: fp32 unless asked
     resolved = setup.resolve_auto(train)
     assert (resolved.precision, resolved.compile) == ("fp32", expected)
 
@@ -90,7 +91,7 @@ def test_explicit_compile_is_kept(monkeypatch):
 
 @pytest.mark.parametrize("precision, tf32", [("fp32", False), ("tf32", True)])
 def test_tf32_matmuls_only_when_asked(precision, tf32):
-    """Quirk 6 / SPEC 0: fp32 runs the reference's arithmetic with TF32 off; ``tf32`` turns it on for matmuls and
+    """Quirk 6 / fidelity 0: fp32 runs the reference's arithmetic with TF32 off; ``tf32`` turns it on for matmuls and
     convolutions. Each case starts from the opposite setting, so neither can pass by leaving the flags alone."""
     matmul, cudnn, threads = torch.backends.cuda.matmul, torch.backends.cudnn, torch.get_num_threads()
     saved = matmul.allow_tf32, cudnn.allow_tf32
@@ -105,7 +106,7 @@ def test_tf32_matmuls_only_when_asked(precision, tf32):
 
 
 def test_the_first_ema_update_uses_the_warm_up_of_step_0(tmp_path, image_folder, train):
-    """SPEC 6.6: the reference updates its average with the step count before incrementing it, so after the first
+    """Fidelity 6.6: the reference updates its average with the step count before incrementing it, so after the first
     step the average is init + (1 - min(decay, 1/10)) (weights - init) = init + 0.9 (weights - init)."""
     flags = tiny_train_flags(image_folder, tmp_path, "run")
     train([*flags, "--train.ema", "0.999", "--train.max-steps", "1", "--train.no-eval-at-start"])
@@ -117,3 +118,20 @@ def test_the_first_ema_update_uses_the_warm_up_of_step_0(tmp_path, image_folder,
     assert moved  # the step changed the weights
     for name, change in moved.items():
         torch.testing.assert_close(ema[name] - initial[name], 0.9 * change, rtol=1e-4, atol=1e-7)
+
+
+def test_mfu_is_logged_beside_img_per_s(tmp_path, image_folder, train, monkeypatch):
+    """train/mfu = FLOPs per instance (counted once, on the first step's micro-batch of 4) x train/img_per_s over the
+    ceiling, which comes from the cache (measured here once, stubbed to 1 GFLOP/s)."""
+    counted, measured = [], []
+    step_flops = flops.step_flops
+    monkeypatch.setattr(flops, "step_flops", lambda *args: counted.append(step_flops(*args)) or counted[-1])
+    monkeypatch.setattr(flops, "matmul_ceiling", lambda device, precision: measured.append(precision) or 1e9)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    train([*tiny_train_flags(image_folder, tmp_path, "run"), "--train.no-eval-at-start"])
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard")).Reload()
+    mfu, img_per_s = events.Scalars("train/mfu"), events.Scalars("train/img_per_s")
+    assert len(counted) == 1 and measured == ["fp32"] and counted[0] > 0
+    assert [event.step for event in mfu] == [event.step for event in img_per_s] == list(range(1, 9))
+    for logged, rate in zip(mfu, img_per_s):
+        assert logged.value == pytest.approx(counted[0] / 4 * rate.value / 1e9, rel=1e-5)

@@ -1,5 +1,5 @@
 """When a run evaluates, logs reconstruction images and writes checkpoints: pure functions of the epochs done
-(SPEC 6.2, with ``epoch = i + 1`` of the reference's loop), so a resumed run keeps the cadence of an uninterrupted
+(fidelity 6.2, with ``epoch = i + 1`` of the reference's loop), so a resumed run keeps the cadence of an uninterrupted
 one.
 
 The reference evaluates when ``i == 0 or (i+1) % test_freq == 0``, logs the images of an evaluation when

@@ -1,14 +1,18 @@
-"""Run output: TensorBoard scalars and images, and plain-text tables on stdout (main process only)."""
+"""Run output: TensorBoard scalars and images, console lines, the progress bar and plain-text tables (main process
+only)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 
 class RunLogger:
-    """Writes ``<run>/tensorboard`` event files; a no-op on processes other than the main one."""
+    """Writes ``<run>/tensorboard`` event files; a no-op on processes other than the main one. As a context manager
+    it closes (flushes) them however the block ends."""
 
     def __init__(self, run_dir: Path, enabled: bool):
         self.writer = None
@@ -39,6 +43,30 @@ class RunLogger:
     def close(self) -> None:
         if self.writer:
             self.writer.close()
+
+    def __enter__(self) -> RunLogger:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def say(accelerator, message: str) -> None:
+    """Print on the main process without breaking the progress bar."""
+    if accelerator.is_main_process:
+        tqdm.write(message)
+
+
+def progress_bar(total: int, initial: int, accelerator) -> tqdm:
+    """The run's progress bar in steps, on the first process of each machine; redrawn at most every 30 s when
+    stderr is not a terminal, so log files stay readable."""
+    return tqdm(
+        total=total,
+        initial=initial,
+        disable=not accelerator.is_local_main_process,
+        dynamic_ncols=True,
+        mininterval=1.0 if sys.stderr.isatty() else 30.0,
+    )
 
 
 def table(rows: list[dict[str, object]], columns: list[str]) -> str:

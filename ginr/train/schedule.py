@@ -1,4 +1,4 @@
-"""Learning-rate schedule (SPEC 6.3): linear warm-up from 0, then constant or cosine to ``min_lr``.
+"""Learning-rate schedule (fidelity 6.3): linear warm-up from 0, then constant or cosine to ``min_lr``.
 
 A pure function of the optimizer step (counted at the global batch), so resuming needs no scheduler state.
 """

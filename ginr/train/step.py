@@ -39,6 +39,15 @@ class StepResult:
     def skipped(self) -> bool:
         return bool(self.bad_positions) or not (self.gradients_finite and self.weights_finite)
 
+    def scalars(self, accelerator) -> dict[str, float]:
+        """The step's ``loss`` (the MSE), ``psnr`` and ``inner_psnr/<t>`` (meta models: the mean of per-sample PSNRs
+        after t inner steps, as ``psnr``), averaged over the processes (collective)."""
+        mean = {k: accelerator.reduce(v.detach(), reduction="mean") for k, v in self.metrics.items()}
+        scalars = {"loss": float(mean["mse"]), "psnr": float(mean["psnr"])}
+        if "inner_psnr" in mean:
+            scalars.update({f"inner_psnr/{t}": value for t, value in enumerate(mean["inner_psnr"].tolist())})
+        return scalars
+
 
 def _all_finite(tensors: list[torch.Tensor]) -> torch.Tensor:
     """A 0-d bool tensor: every value of every tensor is finite (one device sync when read)."""
