@@ -1,9 +1,10 @@
-"""The functional hyponet against a naive, loop-based transcription of SPEC 1.4/1.5 in the reference's layout.
+"""The functional hyponet against ``oracles.hyponet``, a plain transcription of fidelity 1.4/1.5 in the reference's
+layout.
 
 The reference keeps each layer as one matrix ``P`` of shape ``(fi + 1, fo)`` (weight rows, then a bias row), appends a
-ones column to the hidden state, normalises the weight columns one by one, and builds Fourier features with explicit
-loops. The reference below does exactly that, from ginr's params (``P = [W; b]``), and the tests compare outputs and
-gradients with ``torch.allclose``.
+ones column to the hidden state, divides each weight column by its own norm, and builds Fourier features one input
+dimension at a time. The oracle does exactly that, from ginr's params (``P = [W; b]``), and the tests compare outputs
+and gradients with ``torch.allclose``.
 """
 
 from __future__ import annotations
@@ -11,132 +12,23 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import oracles
 import pytest
 import torch
 
 from ginr.config import FourierConfig, HyponetConfig
 from ginr.nn import hyponet
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Naive reference (SPEC 1.4 / 1.5, reference layout)
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-def ref_fourier(x: torch.Tensor, freq: torch.Tensor, cfg: FourierConfig) -> torch.Tensor:
-    """x (N, D) -> [cos z, sin z] with explicit loops: d-major, frequency-minor; pi factor except for the nerf type."""
-    n = x.shape[0]
-    x_cols = x.unbind(1)  # unbind rather than indexing: its backward is one stack, not one scatter per column
-    cols = []
-    if cfg.type == "random_gaussian":
-        rows = [f.unbind(0) for f in freq.unbind(0)]  # rows[d][j] = B[d, j]
-        for j in range(freq.shape[1]):
-            col = torch.zeros(n, dtype=x.dtype)
-            for d, x_d in enumerate(x_cols):
-                col = col + x_d * rows[d][j]
-            cols.append(col)
-    else:
-        for x_d in x_cols:
-            for f_k in freq.unbind(0):
-                cols.append(x_d * f_k)
-    z = torch.stack(cols, dim=1)
-    if cfg.type != "deterministic_transinr_nerf":
-        z = z * math.pi
-    return torch.cat([torch.cos(z), torch.sin(z)], dim=1)
-
-
-def ref_activation(cfg: HyponetConfig, x: torch.Tensor) -> torch.Tensor:
-    if cfg.activation == "relu":
-        return torch.where(x > 0, x, torch.zeros_like(x))
-    if cfg.activation == "siren":
-        return torch.sin(cfg.siren_w0 * x)
-    if cfg.activation == "silu":
-        return x * torch.sigmoid(x)
-    raise AssertionError(cfg.activation)
-
-
-def ref_matrices(params: dict, cfg: HyponetConfig) -> list[torch.Tensor]:
-    """The reference's ``params_dict``: per layer ``P = [W; b]`` of shape (fi + 1, fo), or (fi, fo) without bias.
-
-    A weightless layer's weight rows are dead in the reference (``ignore_base_param``); zeros stand in for them.
-    """
-    mats = []
-    for k in range(cfg.n_layer):
-        layer = params["layers"][str(k)]
-        weight = layer.get("weight")
-        if weight is None:
-            fo = layer["bias"].shape[0] if "bias" in layer else None
-            assert fo is not None, "test reference needs the fan-out of a weightless layer from its bias"
-            fi = _fan_in(cfg, k)
-            weight = torch.zeros(fi, fo, dtype=layer["bias"].dtype)
-        if cfg.use_bias:
-            mats.append(torch.cat([weight, layer["bias"].unsqueeze(0)], dim=0))
-        else:
-            mats.append(weight)
-    return mats
-
-
-def _fan_in(cfg: HyponetConfig, k: int) -> int:
-    widths = [2 * cfg.fourier.dim if cfg.fourier.enabled else cfg.input_dim, *cfg.hidden_dims()]
-    return widths[k]
-
-
-def ref_forward(params: dict, cfg: HyponetConfig, coords: torch.Tensor, modulation: dict[int, torch.Tensor]):
-    """SPEC 1.5 literally; ``modulation[k]`` is M with ``ignore_base_param[k] = True`` (so W' = M)."""
-    lead = coords.shape[:-1]
-    hidden = coords.reshape(-1, cfg.input_dim)
-    if cfg.fourier.enabled:
-        hidden = ref_fourier(hidden, params["fourier"]["frequencies"], cfg.fourier)
-    n = hidden.shape[0]
-    for k, p in enumerate(ref_matrices(params, cfg)):
-        fi, fo = hidden.shape[1], p.shape[1]
-        w = p[:fi]
-        if k in modulation:
-            w_eff = modulation[k]  # ignore_base_param: W replaced by the scalar 1, W' = M
-        else:
-            w_eff = w * torch.ones(fi, fo, dtype=w.dtype)  # M is all ones
-        if cfg.normalize_weight:
-            cols = []
-            for col in w_eff.unbind(1):  # column j = W'[:, j]
-                norm = torch.sqrt((col * col).sum())
-                cols.append(col / torch.clamp(norm, min=1e-12))
-            w_eff = torch.stack(cols, dim=1)
-        if cfg.use_bias:
-            hidden = torch.cat([hidden, torch.ones(n, 1, dtype=hidden.dtype)], dim=1)
-            p_eff = torch.cat([w_eff, p[fi:]], dim=0)
-        else:
-            p_eff = w_eff
-        hidden = hidden @ p_eff
-        if k != cfg.n_layer - 1:
-            hidden = ref_activation(cfg, hidden)
-    out = hidden + cfg.output_bias
-    return out.reshape(*lead, cfg.output_dim)
-
+from ginr.pytree import leaves
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Helpers
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def tree_map(fn, tree):
-    if isinstance(tree, dict):
-        return {k: tree_map(fn, v) for k, v in tree.items()}
-    return fn(tree)
-
-
-def leaves(tree) -> list[torch.Tensor]:
-    if isinstance(tree, dict):
-        return [x for v in tree.values() for x in leaves(v)]
-    return [tree]
-
-
-def cast(params: dict, dtype: torch.dtype) -> dict:
-    return tree_map(lambda t: t.detach().to(dtype).requires_grad_(t.requires_grad), params)
-
-
 def make_params(cfg: HyponetConfig, dtype=torch.float64, seed=0, weightless=()) -> dict:
     """ginr's init, with biases replaced by random values so that the bias path is exercised."""
     gen = torch.Generator().manual_seed(seed)
-    params = cast(hyponet.init(cfg, gen, weightless_layers=weightless), dtype)
+    params = oracles.cast(hyponet.init(cfg, gen, weightless_layers=weightless), dtype)
     for layer in params["layers"].values():
         if "bias" in layer:
             layer["bias"] = (0.3 * torch.randn(layer["bias"].shape, generator=gen, dtype=dtype)).requires_grad_()
@@ -172,7 +64,7 @@ def assert_matches(cfg, params, coords, weights, rtol, atol, grad_rtol=None, gra
     grad_rtol = rtol if grad_rtol is None else grad_rtol
     grad_atol = atol if grad_atol is None else grad_atol
     out = hyponet.forward(params, cfg, coords, weights)
-    ref = ref_forward(params, cfg, coords, {int(k): w for k, w in weights.items()})
+    ref = oracles.hyponet(params, cfg, coords, {int(k): w for k, w in weights.items()})
     assert out.shape == ref.shape == (*coords.shape[:-1], cfg.output_dim)
     assert out.dtype == coords.dtype
     assert torch.allclose(out, ref, rtol=rtol, atol=atol), (out - ref).abs().max()
@@ -287,7 +179,7 @@ def test_mapping_matches_reference_for_each_fourier_type():
         params = make_params(cfg)
         coords = make_coords(cfg)
         feats = hyponet.embed(params, cfg, coords)
-        ref = ref_fourier(coords, params["fourier"]["frequencies"], cfg.fourier)
+        ref = oracles.fourier_features(coords, params["fourier"]["frequencies"], cfg.fourier)
         assert feats.shape == (32, 2 * cfg.fourier.dim)
         assert torch.allclose(feats, ref, rtol=0, atol=1e-12), name
 
@@ -326,7 +218,7 @@ PRESET_SHAPES = {
 
 
 def test_preset_layer_shapes():
-    """SPEC 1.2's table: the reference's P is (fi + 1, fo); ginr's weight is (fi, fo) and its bias (fo,)."""
+    """Fidelity 1.2's table: the reference's P is (fi + 1, fo); ginr's weight is (fi, fo) and its bias (fo,)."""
     expected = {
         "image": [(257, 256)] * 4 + [(257, 3)],
         "audio": [(4097, 256)] + [(257, 256)] * 3 + [(257, 1)],
@@ -334,7 +226,7 @@ def test_preset_layer_shapes():
     }
     for name, cfg in PRESET_SHAPES.items():
         params = hyponet.init(cfg, torch.Generator().manual_seed(0))
-        assert [tuple(p.shape) for p in ref_matrices(params, cfg)] == expected[name]
+        assert [tuple(p.shape) for p in oracles.reference_matrices(params, cfg)] == expected[name]
         assert [(r - 1, c) for r, c in expected[name]] == hyponet.layer_shapes(cfg)
 
 
@@ -405,7 +297,7 @@ def test_weightless_layer_without_bias():
     coords = make_coords(cfg)
     weights = make_weights(cfg, (0,))
     out = hyponet.forward(params, cfg, coords, weights)
-    ref = ref_forward({**params, "layers": {**params["layers"], "0": {"weight": weights["0"]}}}, cfg, coords, {})
+    ref = oracles.hyponet({**params, "layers": {**params["layers"], "0": {"weight": weights["0"]}}}, cfg, coords, {})
     assert torch.allclose(out, ref, rtol=1e-10, atol=1e-10)
 
 
@@ -435,98 +327,9 @@ def test_small_and_zero_weight_columns():
     w[:, 3] = 0
     w[:, 5] = w[:, 5] / w[:, 5].norm() * 1e-9
     out = hyponet.forward(params, cfg, coords, {"1": w})
-    ref = ref_forward(params, cfg, coords, {1: w})
+    ref = oracles.hyponet(params, cfg, coords, {1: w})
     assert torch.isfinite(out).all()
     assert torch.allclose(out, ref, rtol=1e-10, atol=1e-10)
     unit = w.clone()
     unit[:, 5] = unit[:, 5] * 1e9
     assert torch.allclose(out, hyponet.forward(params, cfg, coords, {"1": unit}), rtol=1e-8, atol=1e-8)
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Split forward, vmap, leading dims
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("name", ["image_sigma64", "nerf", "siren", "no_bias", "hidden_list"])
-def test_prefix_suffix_equals_forward(name):
-    cfg = CONFIGS[name]
-    params = make_params(cfg)
-    coords = make_coords(cfg, shape=(3, 8))
-    # modulated layer m: every split point k <= m
-    for m in (1, 2):
-        weights = make_weights(cfg, (m,))
-        full = hyponet.forward(params, cfg, coords, weights)
-        for k in range(m + 1):
-            hidden = hyponet.forward_prefix(params, cfg, coords, k)
-            split = hyponet.forward_suffix(params, cfg, hidden, weights, k)
-            assert torch.allclose(split, full, rtol=0, atol=1e-13), (m, k)
-    # no modulation: every split point, including after the last layer
-    full = hyponet.forward(params, cfg, coords)
-    assert torch.allclose(full, ref_forward(params, cfg, coords, {}), rtol=1e-10, atol=1e-10)
-    for k in range(cfg.n_layer + 1):
-        hidden = hyponet.forward_prefix(params, cfg, coords, k)
-        split = hyponet.forward_suffix(params, cfg, hidden, {}, k)
-        assert torch.allclose(split, full, rtol=0, atol=1e-13), k
-    # the prefix's width is the next layer's fan-in
-    shapes = hyponet.layer_shapes(cfg)
-    for k in range(cfg.n_layer):
-        assert hyponet.forward_prefix(params, cfg, coords, k).shape == (3, 8, shapes[k][0])
-
-
-def test_prefix_is_shared_across_instances():
-    """One prefix computed once, then per-instance suffixes, equals per-instance full forwards."""
-    cfg = CONFIGS["image_sigma64"]
-    params = make_params(cfg)
-    coords = make_coords(cfg)
-    batched = make_weights(cfg, (1,), batch=(4,))["1"]
-    hidden = hyponet.forward_prefix(params, cfg, coords, 1)
-    out = torch.func.vmap(lambda w: hyponet.forward_suffix(params, cfg, hidden, {"1": w}, 1))(batched)
-    for i in range(4):
-        assert torch.allclose(out[i], ref_forward(params, cfg, coords, {1: batched[i]}), rtol=1e-10, atol=1e-10)
-
-
-@pytest.mark.parametrize("name", ["image_sigma64", "nerf", "audio", "siren_unnormalised"])
-def test_vmap_over_instances_equals_loop(name):
-    cfg = CONFIGS[name]
-    params = make_params(cfg)
-    n_inst = 3
-    coords = make_coords(cfg, shape=(n_inst, 16))
-    weights = make_weights(cfg, (1, 2), batch=(n_inst,))
-
-    def one(c, w1, w2):
-        return hyponet.forward(params, cfg, c, {"1": w1, "2": w2})
-
-    out = torch.func.vmap(one)(coords, weights["1"], weights["2"])
-    loop = torch.stack([one(coords[i], weights["1"][i], weights["2"][i]) for i in range(n_inst)])
-    refs = torch.stack(
-        [ref_forward(params, cfg, coords[i], {1: weights["1"][i], 2: weights["2"][i]}) for i in range(n_inst)]
-    )
-    assert out.shape == (n_inst, 16, cfg.output_dim)
-    assert torch.allclose(out, loop, rtol=1e-12, atol=1e-12)
-    assert torch.allclose(out, refs, rtol=1e-10, atol=1e-10)
-    # gradients through vmap == through the loop
-    inputs = [t for t in leaves(params) if t.requires_grad] + [weights["1"], weights["2"]]
-    cot = torch.randn(out.shape, generator=torch.Generator().manual_seed(9), dtype=out.dtype)
-    for a, b in zip(grads(out, cot, inputs), grads(refs, cot, inputs)):
-        assert_close(a, b, rtol=1e-10, atol=1e-10)
-
-    # shared coordinates, per-instance weights (in_dims None for coords)
-    shared = coords[0]
-    out = torch.func.vmap(one, in_dims=(None, 0, 0))(shared, weights["1"], weights["2"])
-    loop = torch.stack([one(shared, weights["1"][i], weights["2"][i]) for i in range(n_inst)])
-    assert torch.allclose(out, loop, rtol=1e-12, atol=1e-12)
-
-
-@pytest.mark.parametrize("lead", [(), (7,), (2, 3, 5), (1, 4, 1, 3)])
-@pytest.mark.parametrize("name", ["image_sigma64", "nerf", "audio", "random_gaussian", "siren"])
-def test_leading_dims(name, lead):
-    cfg = CONFIGS[name]
-    params = make_params(cfg)
-    coords = make_coords(cfg, shape=lead)
-    weights = make_weights(cfg, (1,))
-    out = hyponet.forward(params, cfg, coords, weights)
-    assert out.shape == (*lead, cfg.output_dim)
-    flat = hyponet.forward(params, cfg, coords.reshape(-1, cfg.input_dim), weights)
-    assert torch.allclose(out.reshape(-1, cfg.output_dim), flat, rtol=1e-12, atol=1e-12)
-    assert torch.allclose(out, ref_forward(params, cfg, coords, {1: weights["1"]}), rtol=1e-10, atol=1e-10)

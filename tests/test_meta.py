@@ -1,23 +1,22 @@
-"""The meta-learned inner loop of ipc-meta and learned-init (SPEC 2.4, 3.3, quirks 20-21) against an autograd reference.
+"""The meta-learned inner loop of ipc-meta and learned-init (fidelity 2.4, 3.3, quirks 20-21) against an autograd
+reference.
 
-The reference below follows SPEC 2.4 the way the reference code does, independently of ginr's functional machinery:
-batch-level tensors, ``V_b`` repeated per sample from ``V0``, a plain Python loop over the inner steps,
-``W_b = V_b @ U`` (or ``V_b``), a naive hyponet forward (ones column, bias row, per-column normalisation, Fourier
-features), ``L = sum_b MSE_b``, ``g = autograd.grad(L, V, create_graph=True)``, ``s_b = ||V_b||_F^2`` kept in the graph
+The reference, ``oracles.meta_outer``, follows fidelity 2.4 the way the reference code does, independently of ginr's
+functional machinery: batch-level tensors, ``V_b`` repeated per sample from ``V0``, a plain Python loop over the inner
+steps, ``W_b = V_b @ U`` (or ``V_b``), the naive ``oracles.hyponet`` sample by sample (ones column, bias row,
+per-column normalisation, Fourier features), ``L = sum_b MSE_b``, ``g = autograd.grad(L, V, create_graph=True)``, ``s_b = ||V_b||_F^2`` kept in the graph
 and ``V <- V - inner_lr * s_b * g``. The outer loss is the mean over samples of each sample's MSE with the final ``V``.
 """
 
 from __future__ import annotations
 
-import math
-
+import oracles
 import pytest
 import torch
 
 from ginr.config import FourierConfig, HyponetConfig, MetaINRConfig
 from ginr.coords import grid
 from ginr.models import build
-from ginr.pytree import flatten, tree_map
 from ginr.train.objective import reconstruction_objective
 
 H, W, C, B = 8, 8, 3, 3
@@ -58,7 +57,7 @@ def make_params(model, seed: int = 0, dtype: torch.dtype = DTYPE) -> dict:
     small random value so that their role in the forward pass is visible in the tests."""
     params = model.init(torch.Generator().manual_seed(seed))
     gen = torch.Generator().manual_seed(seed + 1000)
-    params = tree_map(lambda t: t.detach().to(dtype).requires_grad_(t.requires_grad), params)
+    params = oracles.cast(params, dtype)
     with torch.no_grad():
         for layer in params["hyponet"]["layers"].values():
             layer["bias"].add_(0.1 * torch.randn(layer["bias"].shape, generator=gen, dtype=dtype))
@@ -67,95 +66,6 @@ def make_params(model, seed: int = 0, dtype: torch.dtype = DTYPE) -> dict:
 
 def make_signal(seed: int = 1, batch: int = B, dtype: torch.dtype = DTYPE) -> torch.Tensor:
     return torch.rand(batch, H, W, C, generator=torch.Generator().manual_seed(seed), dtype=dtype)
-
-
-def trainable(params: dict) -> dict[str, torch.Tensor]:
-    return {name: leaf for name, leaf in flatten(params).items() if leaf.requires_grad}
-
-
-def modulated_names(config: MetaINRConfig) -> list[str]:
-    layers = range(config.hyponet.n_layer) if config.modulated_layers is None else config.modulated_layers
-    return [str(k) for k in sorted(layers)]
-
-
-# ---- the reference (SPEC 1.4, 1.5, 2.4) --------------------------------------------------------------------------
-
-
-def ref_features(coords: torch.Tensor, frequencies: torch.Tensor) -> torch.Tensor:
-    """(N, D) -> (N, 2 D F): ``z[:, d F + k] = pi x_d f_k``, then [cos z, sin z]."""
-    columns = [coords[:, d] * frequencies[k] for d in range(coords.shape[1]) for k in range(frequencies.shape[0])]
-    z = torch.stack(columns, dim=1) * math.pi
-    return torch.cat([torch.cos(z), torch.sin(z)], dim=1)
-
-
-def ref_hyponet(params: dict, config: HyponetConfig, coords: torch.Tensor, modulated: dict) -> torch.Tensor:
-    """Batched forward: ``modulated[k]`` (B, fi, fo) replaces layer k's weight (ignore_base); (B, N, C)."""
-    batch = next(iter(modulated.values())).shape[0]
-    layers = params["hyponet"]["layers"]
-    hidden = ref_features(coords.to(DTYPE), params["hyponet"]["fourier"]["frequencies"])
-    hidden = hidden.unsqueeze(0).expand(batch, -1, -1)
-    for k in range(config.n_layer):
-        layer = layers[str(k)]
-        weight = modulated[str(k)] if str(k) in modulated else layer["weight"].unsqueeze(0).expand(batch, -1, -1)
-        if config.normalize_weight:
-            weight = weight / weight.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        fan_out = weight.shape[2]
-        matrix = torch.cat([weight, layer["bias"].reshape(1, 1, fan_out).expand(batch, 1, fan_out)], dim=1)
-        ones = torch.ones(batch, hidden.shape[1], 1, dtype=hidden.dtype)
-        hidden = torch.bmm(torch.cat([hidden, ones], dim=2), matrix)
-        if k < config.n_layer - 1:
-            hidden = torch.relu(hidden)
-    return hidden + config.output_bias
-
-
-def ref_compose(params: dict, config: MetaINRConfig, factors: list[torch.Tensor]) -> dict:
-    names = modulated_names(config)
-    if config.factorized:
-        return {n: v @ params["factors"]["shared"][n] for n, v in zip(names, factors)}
-    return dict(zip(names, factors))
-
-
-def ref_per_sample_mse(params, config, coords, factors, signal) -> torch.Tensor:
-    recon = ref_hyponet(params, config.hyponet, coords, ref_compose(params, config, factors)).reshape(signal.shape)
-    return (recon - signal).square().mean(dim=(1, 2, 3))
-
-
-def ref_adapt(
-    params: dict,
-    config: MetaINRConfig,
-    signal: torch.Tensor,
-    coords: torch.Tensor,
-    n_steps: int,
-    *,
-    detach_grad: bool = False,
-    detach_scale: bool = False,
-):
-    """Adapted factors (list of (B, fi, r)) and the per-sample MSE before each step (B, T)."""
-    batch = signal.shape[0]
-    flat = coords.flatten(0, -2)
-    factors = [params["factors"]["init"][n].unsqueeze(0).repeat(batch, 1, 1) for n in modulated_names(config)]
-    history = []
-    for _ in range(n_steps):
-        per_sample = ref_per_sample_mse(params, config, flat, factors, signal)
-        history.append(per_sample.detach())
-        grads = torch.autograd.grad(per_sample.sum(), factors, create_graph=True)
-        updated = []
-        for v, g in zip(factors, grads):
-            if detach_grad:
-                g = g.detach()
-            s = v.square().sum(dim=(1, 2), keepdim=True) if config.hyponet.normalize_weight else 1.0
-            if detach_scale:
-                s = s.detach()
-            updated.append(v - config.inner_lr * s * g)
-        factors = updated
-    inner = torch.stack(history, dim=1) if history else torch.zeros(batch, 0, dtype=signal.dtype)
-    return factors, inner
-
-
-def ref_outer(params, config, signal, coords, n_steps, **kwargs):
-    factors, inner = ref_adapt(params, config, signal, coords, n_steps, **kwargs)
-    loss = ref_per_sample_mse(params, config, coords.flatten(0, -2), factors, signal).mean()
-    return loss, factors, inner
 
 
 # ---- the library path --------------------------------------------------------------------------------------------
@@ -169,7 +79,7 @@ def lib_outer(model, params, signal, coords, **encode_kwargs):
 
 
 def grads_of(loss: torch.Tensor, params: dict) -> dict[str, torch.Tensor]:
-    leaves = trainable(params)
+    leaves = oracles.trainable(params)
     return dict(zip(leaves, torch.autograd.grad(loss, list(leaves.values()))))
 
 
@@ -206,7 +116,7 @@ def test_ipc_meta_matches_reference(coords, n_inner_steps):
     signal = make_signal()
 
     loss, enc, _ = lib_outer(model, params, signal, coords)
-    ref_loss, ref_factors, ref_inner = ref_outer(params, model.config, signal, coords, n_inner_steps)
+    ref_loss, ref_factors, ref_inner = oracles.meta_outer(params, model.config, signal, coords, n_inner_steps)
 
     assert set(enc.modulation) == {"1"}
     assert enc.modulation["1"].shape == (B, 2 * 8, 4)
@@ -221,7 +131,7 @@ def test_ipc_meta_matches_reference(coords, n_inner_steps):
     # inner MSE history: (B, T), the value before each update
     assert enc.inner_mse.shape == (B, n_inner_steps)
     torch.testing.assert_close(enc.inner_mse.double(), ref_inner, rtol=RTOL, atol=ATOL)
-    first = ref_per_sample_mse(params, model.config, coords.flatten(0, -2), [v0.expand(B, -1, -1)], signal)
+    first = oracles.meta_per_sample_mse(params, model.config, coords.flatten(0, -2), [v0.expand(B, -1, -1)], signal)
     torch.testing.assert_close(enc.inner_mse[:, 0].double(), first, rtol=RTOL, atol=ATOL)
     assert not torch.allclose(enc.inner_mse[:, 0], enc.inner_mse[:, -1])
 
@@ -255,10 +165,10 @@ def test_float32_matches_float64_reference(coords):
     """The default fp32 path agrees with the fp64 reference to fp32 accuracy."""
     model = build("ipc-meta", ipc_config())
     params64 = make_params(model)
-    params32 = tree_map(lambda t: t.detach().float().requires_grad_(t.requires_grad), params64)
+    params32 = oracles.cast(params64, torch.float32)
     signal = make_signal()
     loss, enc, _ = lib_outer(model, params32, signal.float(), coords)
-    ref_loss, ref_factors, _ = ref_outer(params64, model.config, signal, coords, 2)
+    ref_loss, ref_factors, _ = oracles.meta_outer(params64, model.config, signal, coords, 2)
     assert enc.modulation["1"].dtype == torch.float32
     torch.testing.assert_close(enc.modulation["1"].double(), ref_factors[0], rtol=1e-4, atol=1e-5)
     got = grads_of(loss, params32)
@@ -274,7 +184,7 @@ def test_lr_scale_is_not_detached(coords):
     signal = make_signal()
     loss, _, _ = lib_outer(model, params, signal, coords)
     got = grads_of(loss, params)
-    detached = grads_of(ref_outer(params, model.config, signal, coords, 2, detach_scale=True)[0], params)
+    detached = grads_of(oracles.meta_outer(params, model.config, signal, coords, 2, detach_scale=True)[0], params)
     assert rel_diff(got["factors.init.1"], detached["factors.init.1"]) > 1e-3
 
 
@@ -285,7 +195,7 @@ def test_first_order_drops_only_the_second_order_terms(coords):
     signal = make_signal()
 
     loss, enc, _ = lib_outer(model, params, signal, coords)
-    ref_loss, ref_factors, _ = ref_outer(params, model.config, signal, coords, 2, detach_grad=True)
+    ref_loss, ref_factors, _ = oracles.meta_outer(params, model.config, signal, coords, 2, detach_grad=True)
     # the forward values are those of the second-order path
     torch.testing.assert_close(enc.modulation["1"], ref_factors[0], rtol=RTOL, atol=ATOL)
     torch.testing.assert_close(loss, ref_loss, rtol=RTOL, atol=ATOL)
@@ -298,7 +208,7 @@ def test_first_order_drops_only_the_second_order_terms(coords):
         assert rel_diff(got[name], full[name]) > 1e-3, name
     # ...while the lr scale ||V||^2 stays differentiable in the first-order path
     both_detached = grads_of(
-        ref_outer(params, model.config, signal, coords, 2, detach_grad=True, detach_scale=True)[0], params
+        oracles.meta_outer(params, model.config, signal, coords, 2, detach_grad=True, detach_scale=True)[0], params
     )
     assert rel_diff(got["factors.init.1"], both_detached["factors.init.1"]) > 1e-3
 
@@ -323,7 +233,7 @@ def test_eval_uses_eval_inner_steps_without_a_graph(coords, eval_inner_steps, ex
     assert train.modulation["1"].requires_grad
     torch.testing.assert_close(enc.modulation["1"], train.modulation["1"].detach(), rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(enc.inner_mse, train.inner_mse, rtol=1e-12, atol=1e-12)
-    ref_factors, ref_inner = ref_adapt(params, model.config, signal, coords, expected)
+    ref_factors, ref_inner = oracles.meta_adapt(params, model.config, signal, coords, expected)
     torch.testing.assert_close(enc.modulation["1"], ref_factors[0].detach(), rtol=RTOL, atol=ATOL)
     torch.testing.assert_close(enc.inner_mse.double(), ref_inner, rtol=RTOL, atol=ATOL)
 
@@ -339,7 +249,7 @@ def test_n_steps_override_and_zero(coords):
     v0 = params["factors"]["init"]["1"]
 
     enc = model.encode(params, signal, coords, training=True, n_steps=1, keep_trajectory=True)
-    ref_factors, ref_inner = ref_adapt(params, model.config, signal, coords, 1)
+    ref_factors, ref_inner = oracles.meta_adapt(params, model.config, signal, coords, 1)
     assert enc.inner_mse.shape == (B, 1)
     torch.testing.assert_close(enc.modulation["1"], ref_factors[0], rtol=RTOL, atol=ATOL)
     torch.testing.assert_close(enc.inner_mse.double(), ref_inner, rtol=RTOL, atol=ATOL)
@@ -354,7 +264,7 @@ def test_n_steps_override_and_zero(coords):
     # with no step the outer loss is the plain decode of V0; V0 still gets its gradient
     pred = model.decode(params, zero.modulation, coords.flatten(0, -2))
     loss = (pred - signal.flatten(1, -2)).square().mean(dim=(1, 2)).mean()
-    ref_loss = ref_outer(params, model.config, signal, coords, 0)[0]
+    ref_loss = oracles.meta_outer(params, model.config, signal, coords, 0)[0]
     torch.testing.assert_close(loss, ref_loss, rtol=1e-12, atol=1e-15)  # no inner step: no fp32 inner loss involved
     assert_grads_close(grads_of(loss, params), grads_of(ref_loss, params), 1e-12)
 
@@ -388,7 +298,7 @@ def test_float64_inner_loop_keeps_float64_precision(coords):
     params = make_params(model)
     signal = make_signal()
     loss, enc, _ = lib_outer(model, params, signal, coords)
-    ref_loss, ref_factors, _ = ref_outer(params, model.config, signal, coords, 2)
+    ref_loss, ref_factors, _ = oracles.meta_outer(params, model.config, signal, coords, 2)
     loss_c = lib_outer(chunked, params, signal, coords)[0]
     got, want, got_c = grads_of(loss, params), grads_of(ref_loss, params), grads_of(loss_c, params)
     assert rel_diff(enc.modulation["1"], ref_factors[0]) < 1e-13
@@ -396,7 +306,7 @@ def test_float64_inner_loop_keeps_float64_precision(coords):
     assert max(rel_diff(got_c[n], got[n]) for n in want) < 1e-12
 
 
-# ---- learned-init (SPEC 3.3, quirk 21) ---------------------------------------------------------------------------
+# ---- learned-init (fidelity 3.3, quirk 21) ---------------------------------------------------------------------------
 
 
 def test_learned_init_matches_reference(coords):
@@ -413,7 +323,7 @@ def test_learned_init_matches_reference(coords):
         assert set(params["hyponet"]["layers"][str(k)]) == {"bias"}  # no base weight rows at all
 
     loss, enc, _ = lib_outer(model, params, signal, coords)
-    ref_loss, ref_factors, ref_inner = ref_outer(params, config, signal, coords, 2)
+    ref_loss, ref_factors, ref_inner = oracles.meta_outer(params, config, signal, coords, 2)
     # only the weights adapt: the modulation holds one V per layer and no bias
     assert set(enc.modulation) == {str(k) for k in range(n_layer)}
     for k in range(n_layer):
@@ -441,7 +351,7 @@ def test_normalize_weight_false_makes_lr_scale_one(coords):
     params = make_params(model)
     signal = make_signal()
     loss, enc, _ = lib_outer(model, params, signal, coords)
-    ref_loss, ref_factors, ref_inner = ref_outer(params, config, signal, coords, 2)
+    ref_loss, ref_factors, ref_inner = oracles.meta_outer(params, config, signal, coords, 2)
     torch.testing.assert_close(enc.modulation["1"], ref_factors[0], rtol=RTOL, atol=ATOL)
     torch.testing.assert_close(enc.inner_mse.double(), ref_inner, rtol=RTOL, atol=ATOL)
     assert_grads_close(grads_of(loss, params), grads_of(ref_loss, params), GRAD_TOL)
@@ -449,7 +359,7 @@ def test_normalize_weight_false_makes_lr_scale_one(coords):
     # one step is exactly V0 - inner_lr * dMSE_b/dV (no ||V||^2 factor)
     one = model.encode(params, signal, coords, training=True, n_steps=1)
     v = params["factors"]["init"]["1"].unsqueeze(0).repeat(B, 1, 1)
-    per_sample = ref_per_sample_mse(params, config, coords.flatten(0, -2), [v], signal)
+    per_sample = oracles.meta_per_sample_mse(params, config, coords.flatten(0, -2), [v], signal)
     (g,) = torch.autograd.grad(per_sample.sum(), [v])
     torch.testing.assert_close(one.modulation["1"], v - config.inner_lr * g, rtol=RTOL, atol=ATOL)
     scaled = v - config.inner_lr * v.square().sum(dim=(1, 2), keepdim=True) * g
@@ -475,82 +385,7 @@ def test_decode_per_instance_coords_equals_shared(coords):
     assert not torch.allclose(out[1], shared[1])
 
 
-# ---- init distributions and validation (SPEC 2.4) ----------------------------------------------------------------
-
-
-def _assert_normal(t: torch.Tensor, std: float) -> None:
-    n = t.numel()
-    assert abs(t.mean().item()) < 4 * std / math.sqrt(n)
-    assert abs(t.std().item() / std - 1) < 0.08
-
-
-def test_factor_init_distributions():
-    hyponet = small_hyponet(hidden_dim=(64,), fourier=FourierConfig(dim=64, sigma=8.0))
-    fan_in, fan_out, rank = 64, 64, 32  # layer 2: 64 -> 64
-    model = build("ipc-meta", ipc_config(hyponet=hyponet, rank=(rank,), modulated_layers=(2,)))
-    params = model.init(torch.Generator().manual_seed(0))
-    v0, u = params["factors"]["init"]["2"], params["factors"]["shared"]["2"]
-    assert v0.shape == (fan_in, rank) and u.shape == (rank, fan_out)
-    assert v0.requires_grad and u.requires_grad and v0.dtype == torch.float32
-    _assert_normal(v0, 1.0)
-    _assert_normal(u, 1.0 / math.sqrt(rank * fan_in))
-
-    # layer 0 takes the 2 * 64 Fourier features
-    first = build("ipc-meta", ipc_config(hyponet=hyponet, rank=(rank,), modulated_layers=(0,)))
-    p0 = first.init(torch.Generator().manual_seed(1))
-    assert p0["factors"]["init"]["0"].shape == (128, rank)
-    _assert_normal(p0["factors"]["shared"]["0"], 1.0 / math.sqrt(rank * 128))
-
-    unfactorized = build("learned-init", learned_init_config(hyponet=hyponet))
-    pu = unfactorized.init(torch.Generator().manual_seed(2))
-    assert pu["factors"]["init"]["0"].shape == (128, 64)
-    _assert_normal(pu["factors"]["init"]["0"], 1.0 / math.sqrt(128))
-    _assert_normal(pu["factors"]["init"]["1"], 1.0 / math.sqrt(64))
-    assert pu["factors"]["init"]["3"].shape == (64, C)
-    assert "shared" not in pu["factors"]
-
-
-def test_init_is_seeded():
-    model = build("ipc-meta", ipc_config())
-    a = flatten(model.init(torch.Generator().manual_seed(5)))
-    b = flatten(model.init(torch.Generator().manual_seed(5)))
-    c = flatten(model.init(torch.Generator().manual_seed(6)))
-    for name in a:
-        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
-    assert not torch.equal(a["factors.init.1"], c["factors.init.1"])
-
-
-def test_rank_clipping_and_validation():
-    # a single (broadcast) rank above a layer's fan-out is clipped per layer
-    model = build("ipc-meta", ipc_config(rank=(100,), modulated_layers=(1, 3)))
-    params = model.init(torch.Generator().manual_seed(0))
-    assert params["factors"]["init"]["1"].shape == (16, 16)
-    assert params["factors"]["shared"]["1"].shape == (16, 16)
-    assert params["factors"]["init"]["3"].shape == (16, C)
-    assert params["factors"]["shared"]["3"].shape == (C, C)
-    _assert_normal(params["factors"]["shared"]["1"], 1.0 / math.sqrt(16 * 16))
-
-    # per-layer ranks within the fan-out are kept
-    ok = build("ipc-meta", ipc_config(rank=(5, 2), modulated_layers=(1, 3))).init(torch.Generator().manual_seed(0))
-    assert ok["factors"]["init"]["1"].shape == (16, 5)
-    assert ok["factors"]["init"]["3"].shape == (16, 2)
-
-    # paired in the order --model.modulated-layers names the layers
-    assert build("ipc-meta", ipc_config(rank=(2, 5), modulated_layers=(3, 1))).ranks == {"1": 5, "3": 2}
-    with pytest.raises(ValueError, match="--model.rank: 4 for layer 3 must be in 1..3"):
-        build("ipc-meta", ipc_config(rank=(4, 2), modulated_layers=(3, 1)))
-    with pytest.raises(ValueError, match="rank"):
-        build("ipc-meta", ipc_config(rank=(4, 4), modulated_layers=(1, 3)))
-    with pytest.raises(ValueError, match="rank"):
-        build("ipc-meta", ipc_config(rank=(4, 0), modulated_layers=(1, 3)))
-    with pytest.raises(ValueError, match="rank"):
-        build("ipc-meta", ipc_config(rank=(4, 4, 4), modulated_layers=(1, 3)))
-    for layers in [(4,), (-1,), (1, 1), ()]:
-        with pytest.raises(ValueError, match="modulated-layers"):
-            build("ipc-meta", ipc_config(modulated_layers=layers))
-
-
-# ---- the training objective (SPEC 4.4) ---------------------------------------------------------------------------
+# ---- the training objective (fidelity 4.4) ---------------------------------------------------------------------------
 
 
 def test_reconstruction_objective(coords):
@@ -558,8 +393,8 @@ def test_reconstruction_objective(coords):
     params = make_params(model)
     signal = make_signal()
     out = reconstruction_objective(model, params, signal, coord_range=(-1, 1))
-    ref_loss, ref_factors, ref_inner = ref_outer(params, model.config, signal, coords, 2)
-    ref_mse = ref_per_sample_mse(params, model.config, coords.flatten(0, -2), ref_factors, signal)
+    ref_loss, ref_factors, ref_inner = oracles.meta_outer(params, model.config, signal, coords, 2)
+    ref_mse = oracles.meta_per_sample_mse(params, model.config, coords.flatten(0, -2), ref_factors, signal)
 
     assert out["mse"].shape == (B,) and out["psnr"].shape == (B,)
     torch.testing.assert_close(out["mse"].double(), ref_mse.detach(), rtol=1e-5, atol=1e-8)
@@ -577,5 +412,5 @@ def test_reconstruction_objective(coords):
 
     # a different coordinate range changes the grid the objective uses
     other = reconstruction_objective(model, params, signal, coord_range=(-3, 3))
-    ref_other = ref_outer(params, model.config, signal, grid((H, W), (-3, 3)), 2)[0]
+    ref_other = oracles.meta_outer(params, model.config, signal, grid((H, W), (-3, 3)), 2)[0]
     torch.testing.assert_close(other["loss"].double(), ref_other.detach(), rtol=1e-5, atol=1e-8)

@@ -1,4 +1,4 @@
-"""NeRF with the hypernetwork models (SPEC 2.5, 5.6, 9.4): presets and --data.support-views, the support-view
+"""NeRF with the hypernetwork models (fidelity 2.5, 5.6, 9.4): presets and --data.support-views, the support-view
 tokenizer in the one HypernetINR, the training objective (rays sampled by epoch, rendering) and evaluation (full
 views and the in-training estimate, every instance once)."""
 
@@ -8,6 +8,7 @@ import dataclasses
 import math
 import re
 
+import oracles
 import pytest
 import torch
 from accelerate import Accelerator
@@ -25,7 +26,7 @@ from ginr.train import objective as objectives
 from ginr.train.evaluate import evaluate_config, evaluate_views
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Presets (SPEC 9.4) and --data.support-views
+# Presets (fidelity 9.4) and --data.support-views
 # ----------------------------------------------------------------------------------------------------------------------
 
 
@@ -77,8 +78,8 @@ def test_nerf_presets(model_name, data, repeat, epochs, views):
 
 
 def test_ipc_transinr_nerf_parameter_count():
-    """SPEC 2.1 [verified]: NeRF LR 43.923 M, counting the reference's dead 256 x 256 base rows of layer 1 and the 60
-    frozen frequencies."""
+    """Fidelity 2.1 [verified]: NeRF LR 43.923 M, counting the reference's dead 256 x 256 base rows of layer 1 and the
+    60 frozen frequencies."""
     config = presets.resolve("ipc-transinr", "shapenet-cars")
     params = build("ipc-transinr", config.model).init(torch.Generator().manual_seed(0))
     total = sum(t.numel() for t in leaves(params))
@@ -187,7 +188,6 @@ def test_encode_reads_support_views_and_refuses_another_count(tiny):
 def naive_objective(model, params, batch, index, n_points, depth_range):
     """Per object and ray: the pinhole ray of the chosen query pixel, points o + d z over linspace(near, far), the
     field at them, the loop compositing of test_render, the MSE against the pixel."""
-    from test_render import naive_composite
 
     modulation = model.encode(params, batch["support"], None, training=True).modulation
     query = batch["query"]
@@ -203,7 +203,7 @@ def naive_objective(model, params, batch, index, n_points, depth_range):
             pts = pose[:, 3] + z[:, None] * d
             one = {name: value[b : b + 1] for name, value in modulation.items()}
             raw = model.decode(params, one, pts[None])[0]
-            colours.append(naive_composite(raw[None].detach(), z[None])[0])
+            colours.append(oracles.volume_composite(raw[None].detach(), z[None])[0])
             targets.append(query["images"][b, 0, r, c])
         losses.append((torch.stack(colours) - torch.stack(targets).double()).square().mean())
     return torch.stack(losses)
@@ -292,7 +292,7 @@ def test_sample_rays_gathers_matching_origins_directions_and_pixels(tiny):
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Evaluation (SPEC 5.6; quirks 11, 19, 24)
+# Evaluation (fidelity 5.6; quirks 11, 19, 24)
 # ----------------------------------------------------------------------------------------------------------------------
 
 

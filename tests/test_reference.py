@@ -1,21 +1,23 @@
-"""The reference-name mapping (SPEC 1.2, 2.4): names and shapes, outputs, round trips."""
+"""The reference-name mapping (fidelity 1.2, 2.4): names and shapes, outputs, round trips."""
 
 from __future__ import annotations
 
 import math
 
+import oracles
 import pytest
 import torch
-from test_hypernet import CASES, naive_model
+from test_hypernet import CASES
 
 from ginr import presets
+from ginr.config import FourierConfig, HyponetConfig
 from ginr.models import build
 from ginr.pytree import flatten, unflatten
 from ginr.reference import from_reference, rules_for
 
 
 def reference_state(factorized: bool, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """A state dict with the reference's names and shapes for the image meta configs (SPEC 1.2, 2.4)."""
+    """A state dict with the reference's names and shapes for the image meta configs (fidelity 1.2, 2.4)."""
     state = {"hyponet.ff_linear": torch.exp(torch.linspace(0, math.log(128), 64))}
     shapes = [(257, 256)] * 4 + [(257, 3)]
     for k, shape in enumerate(shapes):
@@ -31,22 +33,23 @@ def reference_state(factorized: bool, generator: torch.Generator) -> dict[str, t
     return state
 
 
+REFERENCE_HYPONET = HyponetConfig(fourier=FourierConfig(sigma=128, dim=128))
+"""The image meta configs' hyponet (fidelity 1.1, 9.3): 5 ReLU layers of width 256, 64 frequencies per axis, output bias
+0.5, every layer normalised."""
+
+
 def naive_reference_forward(state, coords, factorized):
-    """SPEC 1.5 with V = V0 (no inner step): [h, 1] @ [normalize(W'); b] per layer, ReLU between."""
-    freqs = state["hyponet.ff_linear"]
-    z = torch.cat([coords[:, d : d + 1] * freqs for d in range(2)], dim=1) * math.pi
-    h = torch.cat([torch.cos(z), torch.sin(z)], dim=1)
-    for k in range(5):
+    """Fidelity 1.5 with V = V0 (no inner step), the reference's tensors placed by hand: each ``linear_wb{k}`` split
+    into its weight rows and its bias row, a modulated layer's weight ``V0 U`` (or ``V0``)."""
+    layers, weights = {}, {}
+    for k in range(REFERENCE_HYPONET.n_layer):
         matrix = state[f"hyponet.params_dict.linear_wb{k}"]
-        weight, bias = matrix[:-1], matrix[-1:]
+        layers[str(k)] = {"weight": matrix[:-1], "bias": matrix[-1]}
         key = f"factors.init_modulation_factors.linear_wb{k}"
         if key in state:
-            weight = state[key] @ state[f"factors.shared_factors.linear_wb{k}"] if factorized else state[key]
-        weight = weight / weight.norm(dim=0, keepdim=True).clamp_min(1e-12)
-        h = torch.cat([h, torch.ones(len(h), 1)], dim=1) @ torch.cat([weight, bias])
-        if k < 4:
-            h = torch.relu(h)
-    return h + 0.5
+            weights[k] = state[key] @ state[f"factors.shared_factors.linear_wb{k}"] if factorized else state[key]
+    params = {"fourier": {"frequencies": state["hyponet.ff_linear"]}, "layers": layers}
+    return oracles.hyponet(params, REFERENCE_HYPONET, coords, weights)
 
 
 @pytest.mark.parametrize("model_name", ["ipc-meta", "learned-init"])
@@ -107,7 +110,8 @@ def test_bad_reference_state_is_named():
     [("ipc-transinr", "ffhq178", 43.746), ("transinr", "ffhq178", 44.477), ("ipc-transinr", "librispeech1s", 44.452)],
 )
 def test_hypernet_reference_layout(model_name, data, millions):
-    """The reference's names (SPEC 2.1-2.3, 3.1) and its verified parameter counts (dead rows and ff_linear included)."""
+    """The reference's names (fidelity 2.1-2.3, 3.1) and its verified parameter counts (dead rows and ff_linear
+    included)."""
     model = build(model_name, presets.resolve(model_name, data).model)
     params = flatten(model.init(torch.Generator().manual_seed(0)))
     state = reference_layout(model, torch.Generator().manual_seed(1))
@@ -130,7 +134,7 @@ def test_hypernet_reference_layout(model_name, data, millions):
 
 
 def naive_params_from_reference_names(state: dict, config) -> dict:
-    """The reference's tensors placed by hand, from SPEC 2.1-2.2's names, where test_hypernet's naive model reads
+    """The reference's tensors placed by hand, from fidelity 2.1-2.2's names, where ``oracles.hypernet`` reads
     them: independent of ``ginr.reference``'s rules."""
     linear = lambda name: {"weight": state[f"{name}.weight"], "bias": state[f"{name}.bias"]}  # noqa: E731
     blocks = {}
@@ -171,7 +175,7 @@ def naive_params_from_reference_names(state: dict, config) -> dict:
 @pytest.mark.parametrize("case", ["ipc-image", "transinr-image", "ipc-audio-reflect"])
 def test_hypernet_import_gives_the_reference_outputs(case):
     """A reference-named state dict of random values (LayerNorms included, so swapping ln1 and ln2, or the query and
-    key projections, changes the output) imports to the model the reference computes (SPEC fidelity: within 1e-5)."""
+    key projections, changes the output) imports to the model the reference computes (fidelity policy: within 1e-5)."""
     config, shape = CASES[case]
     model = build("ipc-transinr" if config.factorized else "transinr", config)
     generator = torch.Generator().manual_seed(0)
@@ -183,5 +187,5 @@ def test_hypernet_import_gives_the_reference_outputs(case):
     signal = torch.rand(2, *shape, config.hyponet.output_dim, generator=generator, dtype=torch.float64)
     coords = torch.rand(20, len(shape), generator=generator, dtype=torch.float64) * 2 - 1
     ours = model.decode(params, model.encode(params, signal, None, training=False).modulation, coords)
-    expected = naive_model(naive_params_from_reference_names(state, config), config, signal, coords)
+    expected = oracles.hypernet(naive_params_from_reference_names(state, config), config, signal, coords)
     torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-8)

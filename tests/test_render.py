@@ -1,4 +1,4 @@
-"""Rays, points along rays, volume rendering, view tokens and ray sampling (ginr.render, SPEC 5) against
+"""Rays, points along rays, volume rendering, view tokens and ray sampling (ginr.render, fidelity 5) against
 straightforward implementations written here: a known camera, loops over pixels, points and patches, and volumes
 with an analytic answer (constant density, a slab, an opaque point)."""
 
@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import math
 
+import oracles
 import pytest
 import torch
 
 from ginr import render
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Rays (SPEC 5.1)
+# Rays (fidelity 5.1)
 # ----------------------------------------------------------------------------------------------------------------------
 
 
@@ -53,7 +54,7 @@ def test_rays_turn_with_the_camera_and_match_a_pixel_loop():
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Points along rays (SPEC 5.2)
+# Points along rays (fidelity 5.2)
 # ----------------------------------------------------------------------------------------------------------------------
 
 
@@ -81,34 +82,15 @@ def test_points_are_origin_plus_depth_times_direction():
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Volume rendering (SPEC 5.4)
+# Volume rendering (fidelity 5.4)
 # ----------------------------------------------------------------------------------------------------------------------
-
-
-def naive_composite(raw: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """One ray at a time: rgb = sigmoid, sigma = relu, delta to the next depth (1e-3 after the last), alpha,
-    transmittance as the running product of min(1, 1 - alpha + 1e-10) over the points *before* this one."""
-    out = torch.empty(*raw.shape[:-2], 3, dtype=torch.float64)
-    for index in torch.cartesian_prod(*(torch.arange(n) for n in raw.shape[:-2])).reshape(-1, raw.dim() - 2):
-        ray = raw[tuple(index)].double()
-        depth = z[index[-1]].double()
-        colour, weight_sum, transmittance = torch.zeros(3, dtype=torch.float64), 0.0, 1.0
-        for i in range(ray.shape[0]):
-            delta = depth[i + 1] - depth[i] if i + 1 < ray.shape[0] else 1e-3
-            alpha = 1 - math.exp(-max(float(ray[i, 3]), 0.0) * delta)
-            weight = alpha * transmittance
-            colour += weight * torch.sigmoid(ray[i, :3])
-            weight_sum += weight
-            transmittance *= min(1.0, 1 - alpha + 1e-10)
-        out[tuple(index)] = colour + (1 - weight_sum)
-    return out
 
 
 def test_composite_matches_a_loop_over_points():
     torch.manual_seed(0)
     raw = torch.randn(2, 5, 16, 4) * 3
     z = torch.sort(torch.rand(5, 16) * 4 + 2, dim=-1).values
-    assert torch.allclose(render.composite(raw, z).double(), naive_composite(raw, z), atol=1e-5)
+    assert torch.allclose(render.composite(raw, z).double(), oracles.volume_composite(raw, z), atol=1e-5)
 
 
 def logit(p: float) -> float:
@@ -191,37 +173,8 @@ def test_render_views_in_chunks_equals_rendering_every_ray_at_once():
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Support-view tokens (SPEC 5.3)
+# Support-view tokens (fidelity 5.3)
 # ----------------------------------------------------------------------------------------------------------------------
-
-
-def naive_view_tokens(images, poses, focals, p):
-    """Loops: for each instance, each view in order, each p x p patch row-major, the features channel-major over
-    [r, g, b, o_x, o_y, o_z, d_x, d_y, d_z] (d from the pinhole formula, unnormalised), then kernel row, column."""
-    batch, views, height, width, _ = images.shape
-    out = []
-    for b in range(batch):
-        tokens = []
-        for v in range(views):
-            rotation, origin = poses[b, v, :, :3], poses[b, v, :, 3]
-            fx, fy = focals[b, v].tolist()
-            pixels = {}
-            for r in range(height):
-                for c in range(width):
-                    d = rotation @ torch.tensor([(c + 0.5 - width / 2) / fx, -(r + 0.5 - height / 2) / fy, -1.0])
-                    pixels[(r, c)] = [*images[b, v, r, c].tolist(), *origin.tolist(), *d.tolist()]
-            for pr in range(height // p):
-                for pc in range(width // p):
-                    tokens.append(
-                        [
-                            pixels[(pr * p + kr, pc * p + kc)][channel]
-                            for channel in range(9)
-                            for kr in range(p)
-                            for kc in range(p)
-                        ]
-                    )
-        out.append(tokens)
-    return torch.tensor(out)
 
 
 def test_view_tokens_channel_and_token_order():
@@ -233,7 +186,7 @@ def test_view_tokens_channel_and_token_order():
     focals = torch.rand(2, 3, 2) * 5 + 1
     tokens = render.view_tokens(images, poses, focals, 2)
     assert tokens.shape == (2, 3 * 2 * 3, 9 * 4)  # views x (4/2 x 6/2) patches, 9 channels x 2 x 2
-    assert torch.allclose(tokens, naive_view_tokens(images, poses, focals, 2), atol=1e-6)
+    assert torch.allclose(tokens, oracles.view_tokens(images, poses, focals, 2), atol=1e-6)
     # the first 4 features of the first token are its red channel at (0, 0), (0, 1), (1, 0), (1, 1)
     assert torch.equal(tokens[0, 0, :4], images[0, 0, :2, :2, 0].flatten())
     # token 6 starts the second view
@@ -241,7 +194,7 @@ def test_view_tokens_channel_and_token_order():
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Ray sampling (SPEC 5.5; quirks 14, 30)
+# Ray sampling (fidelity 5.5; quirks 14, 30)
 # ----------------------------------------------------------------------------------------------------------------------
 
 

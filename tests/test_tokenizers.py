@@ -1,4 +1,4 @@
-"""Data tokenizers (SPEC 2.3) against straightforward loop transcriptions written here.
+"""Data tokenizers (fidelity 2.3) against the straightforward loop transcriptions in ``oracles``.
 
 ``image_patches``: ``nn.Unfold(p, stride=p, padding)`` with zero padding; each token's features are channel-major,
 then kernel row, then kernel column; tokens are row-major over the patch grid. ``audio_patches``: windows of p samples,
@@ -7,51 +7,12 @@ reflect-padded on the right (torch's reflect mode: the edge sample is not repeat
 
 from __future__ import annotations
 
+import oracles
 import pytest
 import torch
 
 from ginr.config import TokenizerConfig
 from ginr.nn import tokenizers
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Naive references
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-def naive_image_patches(images: torch.Tensor, p: int, pad: int) -> torch.Tensor:
-    """(B, H, W, C) -> (B, L, C p p) with explicit loops over instances, patches, channels, kernel rows and columns."""
-    batch, height, width, channels = images.shape
-    data = images.tolist()  # python lists: fast scalar reads
-    rows_of_patches = (height + 2 * pad) // p
-    cols_of_patches = (width + 2 * pad) // p
-    out = []
-    for b in range(batch):
-        tokens = []
-        for pr in range(rows_of_patches):  # patch grid, row-major
-            for pc in range(cols_of_patches):
-                feature = []
-                for c in range(channels):  # channel-major ...
-                    for kr in range(p):  # ... then kernel row ...
-                        for kc in range(p):  # ... then kernel column
-                            r = pr * p + kr - pad  # position in the unpadded image
-                            s = pc * p + kc - pad
-                            inside = 0 <= r < height and 0 <= s < width
-                            feature.append(data[b][r][s][c] if inside else 0.0)
-                tokens.append(feature)
-        out.append(tokens)
-    return torch.tensor(out, dtype=images.dtype)
-
-
-def naive_audio_patches(samples: list[float], p: int) -> list[list[float]]:
-    """One clip (a python list) -> windows of p samples, after right reflect padding written out by hand."""
-    padded = list(samples)
-    t = len(samples)
-    extra = (-t) % p
-    for i in range(extra):
-        # reflect about the last sample, which is not repeated: x[T-2], x[T-3], ...
-        padded.append(samples[t - 2 - i])
-    return [padded[i : i + p] for i in range(0, len(padded), p)]
-
 
 # ----------------------------------------------------------------------------------------------------------------------
 # image_patches
@@ -63,7 +24,7 @@ def test_image_patches_178_p9_pad1_matches_loops():
     images = torch.rand(2, 178, 178, 3)
     tokens = tokenizers.image_patches(images, 9, 1)
     assert tokens.shape == (2, 400, 243)
-    assert torch.equal(tokens, naive_image_patches(images, 9, 1))
+    assert torch.equal(tokens, oracles.image_patches(images, 9, 1))
 
 
 def test_image_patches_512_p32_pad0_matches_loops():
@@ -71,7 +32,7 @@ def test_image_patches_512_p32_pad0_matches_loops():
     images = torch.rand(1, 512, 512, 3)
     tokens = tokenizers.image_patches(images, 32, 0)
     assert tokens.shape == (1, 256, 3072)
-    assert torch.equal(tokens, naive_image_patches(images, 32, 0))
+    assert torch.equal(tokens, oracles.image_patches(images, 32, 0))
 
 
 @pytest.mark.parametrize(
@@ -88,7 +49,7 @@ def test_image_patches_small_cases_match_loops(height, width, channels, p, pad):
     torch.manual_seed(height * 100 + width)
     images = torch.randn(2, height, width, channels)
     tokens = tokenizers.image_patches(images, p, pad)
-    expected = naive_image_patches(images, p, pad)
+    expected = oracles.image_patches(images, p, pad)
     assert tokens.shape == expected.shape == (2, ((height + 2 * pad) // p) * ((width + 2 * pad) // p), channels * p * p)
     assert torch.equal(tokens, expected)
 
@@ -143,7 +104,7 @@ def test_audio_patches_windows_by_loop():
     audio = torch.randn(3, 40, 1)
     tokens = tokenizers.audio_patches(audio, 8)
     for b in range(3):
-        assert tokens[b].tolist() == naive_audio_patches(audio[b, :, 0].tolist(), 8)
+        assert tokens[b].tolist() == oracles.audio_patches(audio[b, :, 0].tolist(), 8)
 
 
 def test_audio_patches_reflect_padding_written_by_hand():
@@ -164,7 +125,7 @@ def test_audio_patches_reflect_padding_matches_loops(samples, p):
     tokens = tokenizers.audio_patches(audio, p)
     assert tokens.shape == (2, -(-samples // p), p)
     for b in range(2):
-        assert tokens[b].tolist() == naive_audio_patches(audio[b, :, 0].tolist(), p)
+        assert tokens[b].tolist() == oracles.audio_patches(audio[b, :, 0].tolist(), p)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -175,11 +136,11 @@ def test_audio_patches_reflect_padding_matches_loops(samples, p):
 def test_tokenize_dispatches_on_type():
     images = torch.rand(2, 12, 12, 3)
     config = TokenizerConfig(type="image_patches", patch_size=4, padding=0, n_tokens=9)
-    assert torch.equal(tokenizers.tokenize(config, images), naive_image_patches(images, 4, 0))
+    assert torch.equal(tokenizers.tokenize(config, images), oracles.image_patches(images, 4, 0))
     audio = torch.randn(2, 30, 1)
     config = TokenizerConfig(type="audio_patches", patch_size=7, padding=0, n_tokens=5)
     tokens = tokenizers.tokenize(config, audio)
-    assert tokens[1].tolist() == naive_audio_patches(audio[1, :, 0].tolist(), 7)
+    assert tokens[1].tolist() == oracles.audio_patches(audio[1, :, 0].tolist(), 7)
     with pytest.raises(ValueError, match="--model.tokenizer.type"):
         tokenizers.tokenize(TokenizerConfig(type="vqgan"), images)  # type: ignore[arg-type]
 

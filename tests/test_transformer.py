@@ -1,8 +1,9 @@
-"""The hypernetwork's functional pre-LN transformer (SPEC 2.2, quirks 2 and 10).
+"""The hypernetwork's functional pre-LN transformer (fidelity 2.2, quirks 2 and 10).
 
-Checked against explicit math written here (a per-head loop with an explicit softmax, residuals, LayerNorm eps 1e-5,
-erf or sigmoid GELU, no final LayerNorm), against ``torch.nn.TransformerEncoderLayer(norm_first=True)`` with the
-weights copied in, for its dropout placement, and for PyTorch's default Linear / LayerNorm initialisation.
+Checked against the explicit math of ``oracles.transformer`` (a per-head loop with an explicit softmax, residuals,
+LayerNorm eps 1e-5, erf or sigmoid GELU, no final LayerNorm), against ``torch.nn.TransformerEncoderLayer`` with
+``norm_first=True`` and the weights copied in, for its dropout placement, and for PyTorch's default Linear / LayerNorm
+initialisation.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import oracles
 import pytest
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -18,57 +20,6 @@ from torch.utils.flop_counter import FlopCounterMode
 from ginr.config import TransformerConfig
 from ginr.nn import transformer
 from ginr.pytree import flatten, tree_map
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Explicit math
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-def ref_linear(p: dict, x: torch.Tensor) -> torch.Tensor:
-    """PyTorch layout: weight (out, in), y = x W^T + b."""
-    return x @ p["weight"].T + p["bias"]
-
-
-def ref_layer_norm(p: dict, x: torch.Tensor) -> torch.Tensor:
-    mean = x.mean(-1, keepdim=True)
-    var = ((x - mean) ** 2).mean(-1, keepdim=True)  # biased variance
-    return (x - mean) / torch.sqrt(var + 1e-5) * p["weight"] + p["bias"]
-
-
-def ref_gelu(kind: str, x: torch.Tensor) -> torch.Tensor:
-    if kind == "exact":
-        return 0.5 * x * (1.0 + torch.erf(x / math.sqrt(2.0)))
-    return x / (1.0 + torch.exp(-1.702 * x))
-
-
-def ref_softmax(s: torch.Tensor) -> torch.Tensor:
-    e = torch.exp(s - s.max(-1, keepdim=True).values)
-    return e / e.sum(-1, keepdim=True)
-
-
-def ref_attention(p: dict, n_head: int, x: torch.Tensor) -> torch.Tensor:
-    """Per-head loop: head h reads channels [h d, (h + 1) d); softmax(q k^T / sqrt(d)) v; heads concatenated."""
-    q, k, v = ref_linear(p["query"], x), ref_linear(p["key"], x), ref_linear(p["value"], x)
-    d = x.shape[-1] // n_head
-    heads = []
-    for h in range(n_head):
-        cols = slice(h * d, (h + 1) * d)
-        scores = q[..., cols] @ k[..., cols].transpose(-1, -2) / math.sqrt(d)
-        heads.append(ref_softmax(scores) @ v[..., cols])
-    return ref_linear(p["proj"], torch.cat(heads, dim=-1))
-
-
-def ref_block(p: dict, config: TransformerConfig, x: torch.Tensor) -> torch.Tensor:
-    x = x + ref_attention(p["attn"], config.n_head, ref_layer_norm(p["ln1"], x))
-    hidden = ref_gelu(config.gelu, ref_linear(p["mlp"]["fc1"], ref_layer_norm(p["ln2"], x)))
-    return x + ref_linear(p["mlp"]["fc2"], hidden)
-
-
-def ref_forward(params: dict, config: TransformerConfig, x: torch.Tensor) -> torch.Tensor:
-    for index in range(config.n_layer):
-        x = ref_block(params["blocks"][str(index)], config, x)
-    return x  # no final LayerNorm
-
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Helpers
@@ -83,17 +34,13 @@ def randomize(params: dict, seed: int, dtype=torch.float64) -> dict:
     return tree_map(lambda t: (t + 0.3 * torch.randn(t.shape, generator=g)).to(dtype).requires_grad_(), params)
 
 
-def trainable(params: dict) -> dict[str, torch.Tensor]:
-    return flatten(params)
-
-
 def assert_same_gradients(out: torch.Tensor, expected: torch.Tensor, x: torch.Tensor, params: dict) -> None:
     """The gradients of a random projection of ``out`` and of ``expected`` agree, to the input and every weight."""
     weights = torch.randn_like(out)
-    leaves = [x, *trainable(params).values()]
+    leaves = [x, *oracles.trainable(params).values()]
     grads = torch.autograd.grad((out * weights).sum(), leaves)
     expected_grads = torch.autograd.grad((expected * weights).sum(), leaves)
-    for name, a, b in zip(["x", *trainable(params)], grads, expected_grads):
+    for name, a, b in zip(["x", *oracles.trainable(params)], grads, expected_grads):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=name)
 
 
@@ -109,7 +56,7 @@ def test_forward_matches_explicit_math_and_gradients(gelu, n_layer, n_head):
     params = randomize(transformer.init(config, torch.Generator().manual_seed(0)), seed=1)
     x = torch.randn(3, 7, 16, dtype=torch.float64, requires_grad=True)
     out = transformer.forward(params, config, x, training=False)
-    expected = ref_forward(params, config, x)
+    expected = oracles.transformer(params, config, x)
     assert out.shape == (3, 7, 16)
     torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
     assert_same_gradients(out, expected, x, params)
@@ -125,7 +72,7 @@ def test_keep_last_equals_the_slice_of_the_full_pass_with_gradients(n_layer, kee
     x = torch.randn(3, 7, 16, dtype=torch.float64, requires_grad=True)
     for training in (False, True):
         out = transformer.forward(params, config, x, training=training, keep_last=keep)
-        expected = ref_forward(params, config, x)[:, -keep:]
+        expected = oracles.transformer(params, config, x)[:, -keep:]
         assert out.shape == (3, keep, 16)
         torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
     assert_same_gradients(out, expected, x, params)
@@ -160,7 +107,7 @@ def test_gelu_variants_differ_and_match_formulas():
     x = torch.linspace(-4, 4, 101, dtype=torch.float64)
     exact = transformer.gelu(dataclasses.replace(SMALL, gelu="exact"), x)
     sigmoid = transformer.gelu(dataclasses.replace(SMALL, gelu="sigmoid"), x)
-    torch.testing.assert_close(exact, ref_gelu("exact", x), rtol=1e-14, atol=1e-14)
+    torch.testing.assert_close(exact, oracles.gelu("exact", x), rtol=1e-14, atol=1e-14)
     torch.testing.assert_close(sigmoid, x * torch.sigmoid(1.702 * x), rtol=1e-14, atol=1e-14)
     assert (exact - sigmoid).abs().max() > 1e-3  # the tanh approximation is neither
 
@@ -273,7 +220,7 @@ def test_eval_is_deterministic_and_equals_math_even_with_dropout_set():
     torch.manual_seed(1)
     b = transformer.forward(params, config, x, training=False)
     assert torch.equal(a, b)
-    torch.testing.assert_close(a, ref_forward(params, config, x), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(a, oracles.transformer(params, config, x), rtol=1e-12, atol=1e-12)
 
 
 def test_training_dropout_is_random_and_seeded():
@@ -299,7 +246,10 @@ def test_training_without_dropout_equals_eval():
     params = randomize(transformer.init(config, torch.Generator().manual_seed(0)), seed=1)
     x = torch.randn(2, 5, 16, dtype=torch.float64)
     torch.testing.assert_close(
-        transformer.forward(params, config, x, training=True), ref_forward(params, config, x), rtol=1e-12, atol=1e-12
+        transformer.forward(params, config, x, training=True),
+        oracles.transformer(params, config, x),
+        rtol=1e-12,
+        atol=1e-12,
     )
 
 
