@@ -1,4 +1,4 @@
-"""Coordinate grids (SPEC 4.1)."""
+"""Coordinate grids (fidelity 4.1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Losses and metrics (SPEC 4.4): per-sample MSE and PSNR on unclamped predictions, and SSIM for images."""
+"""Losses and metrics (fidelity 4.4): per-sample MSE and PSNR on unclamped predictions, and SSIM for images."""
 
 from __future__ import annotations
 

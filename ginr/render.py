@@ -1,4 +1,4 @@
-"""Rays, points along rays and volume rendering for novel-view synthesis, as pure functions (SPEC 5.1-5.5).
+"""Rays, points along rays and volume rendering for novel-view synthesis, as pure functions (fidelity 5.1-5.5).
 
 Camera convention (OpenGL / Blender, as TransINR and learnit): x right, y up, looking along -z; ``poses`` are
 camera-to-world (..., 3, 4). Directions are not normalised and the step lengths are not scaled by them (quirk 13,
@@ -50,7 +50,7 @@ def points(origins: torch.Tensor, directions: torch.Tensor, z: torch.Tensor) -> 
 
 
 def composite(raw: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """Volume rendering onto a white background (SPEC 5.4): raw (..., R, P, 4), depths (R, P) -> rgb (..., R, 3).
+    """Volume rendering onto a white background (fidelity 5.4): raw (..., R, P, 4), depths (R, P) -> rgb (..., R, 3).
 
     ``rgb = sigmoid(raw[:3])``, ``sigma = relu(raw[3])``, ``delta_i = z_{i+1} - z_i`` (the last 1e-3),
     ``alpha = 1 - exp(-sigma delta)``, ``T_i = prod_{j<i} min(1, 1 - alpha_j + 1e-10)``, ``w = alpha T``,
@@ -106,7 +106,7 @@ def render_views(
 
 
 def view_tokens(images: torch.Tensor, poses: torch.Tensor, focals: torch.Tensor, patch: int) -> torch.Tensor:
-    """Support views to tokens (SPEC 5.3): images (B, n, H, W, 3), poses (B, n, 3, 4), focals (B, n, 2) ->
+    """Support views to tokens (fidelity 5.3): images (B, n, H, W, 3), poses (B, n, 3, 4), focals (B, n, 2) ->
     (B, n H W / p^2, 9 p^2). Per pixel [r, g, b, o_x, o_y, o_z, d_x, d_y, d_z] (d unnormalised), each view cut into
     p x p patches (channel-major features, row-major patches), views one after another."""
     batch, views, height, width, _ = images.shape
@@ -123,7 +123,7 @@ def random_rays(n_total: int, count: int, batch: int, device=None) -> torch.Tens
 
 
 def foreground_first_rays(pixels: torch.Tensor, count: int) -> torch.Tensor:
-    """Adaptive sampling (SPEC 5.5, quirk 14): for each instance of pixels (B, N, 3), ``count // 2`` distinct
+    """Adaptive sampling (fidelity 5.5, quirk 14): for each instance of pixels (B, N, 3), ``count // 2`` distinct
     foreground (non-white: min over RGB < 1) pixels at random (all of them, topped up with replacement, when there
     are fewer), then ``count - count // 2`` distinct uniformly random pixels of the whole view (foreground or not).
     An instance with no foreground pixel takes all ``count`` uniformly at random (quirk 30 guarded).

@@ -7,7 +7,7 @@ PSNR of each beside fp32's.
 
 Each precision is a real ``accelerate launch recipes/train.py`` run (seeded identically, so weights and data order
 match, and eager, ``--train.compile off``, so that only the arithmetic differs; ``--extra --train.compile default``
-overrides it); the table reads their ``eval_metrics.json``. SPEC's fidelity policy keeps fp32 the default until a
+overrides it); the table reads their ``eval_metrics.json``. The fidelity policy keeps fp32 the default until a
 measurement shows another precision keeps the PSNR trajectory; the README reports what this protocol has measured
 (bf16 on a par with fp32 for ipc-meta).
 """

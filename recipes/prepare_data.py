@@ -8,7 +8,7 @@
     python recipes/prepare_data.py ffhq --to data/ffhq --from images1024x1024/ --split-lists ginr-ipc/src/datasets/assets
     python recipes/prepare_data.py ffhq --to data/ffhq --verify-only                # check a folder, write nothing
 
-Then train with ``--data.path DIR`` (SPEC 7 lists the layouts, splits and transforms).
+Then train with ``--data.path DIR`` (fidelity 7 lists the layouts, splits and transforms).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The reference's layouts (SPEC 7) on generated fixtures: split sizes, order, item shapes and ranges, transforms."""
+"""The reference's layouts (fidelity 7) on generated fixtures: split sizes, order, item shapes and ranges,
+transforms."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def celeba(tmp_path, monkeypatch):
 
 
 def test_catalog_matches_the_reference():
-    """SPEC 7, 9.1, 9.2, 9.4, 4.1: splits, resolutions, transforms, 16 kHz clips with the last second dropped,
+    """Fidelity 7, 9.1, 9.2, 9.4, 4.1: splits, resolutions, transforms, 16 kHz clips with the last second dropped,
     ShapeNet's views."""
     data = catalog.DATA
     assert set(data) == {

@@ -106,7 +106,7 @@ def test_inner_psnr_is_reported_per_step_only(tiny, accelerator, n_steps):
 
 @pytest.mark.parametrize("signal_shape", [(6, 6, 3), (40, 1)], ids=["image", "audio"])
 def test_metrics_are_means_of_per_instance_values_on_unclamped_outputs(accelerator, signal_shape):
-    """Quirk 23 and SPEC 4.4: psnr is the mean over instances of -10 log10(instance MSE), measured on the raw
+    """Quirk 23 and fidelity 4.4: psnr is the mean over instances of -10 log10(instance MSE), measured on the raw
     outputs; an output bias of 2 puts them far outside [0, 1], where a clamp would change every figure."""
     config = presets.resolve("ipc-meta", "photos")
     *shape, channels = signal_shape

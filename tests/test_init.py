@@ -1,4 +1,5 @@
-"""Initial-weight distributions (SPEC 1.3, quirk 1), Fourier frequencies (SPEC 1.4, quirk 3) and config validation.
+"""Initial-weight distributions (fidelity 1.3, quirk 1), Fourier frequencies (fidelity 1.4, quirk 3) and config
+validation.
 
 Every draw uses a fixed ``torch.Generator`` seed, so the statistics are deterministic; the tolerances are several
 standard errors wide, and far narrower than the gap between the right rule and a plausible wrong one
@@ -178,7 +179,8 @@ def test_nerf_init_per_layer():
 
 
 def test_init_draw_order_weight_then_bias_layer_by_layer():
-    """SPEC 1.3: frequencies first (random_gaussian), then per layer the weight block, then the (1, fo) bias block."""
+    """Fidelity 1.3: frequencies first (random_gaussian), then per layer the weight block, then the (1, fo) bias
+    block."""
     cfg = HyponetConfig(
         n_layer=3,
         hidden_dim=(6, 5),

@@ -1,4 +1,4 @@
-"""Metrics (SPEC 4.4, SSIM) and the learning-rate schedule (SPEC 6.3)."""
+"""Metrics (fidelity 4.4, SSIM) and the learning-rate schedule (fidelity 6.3)."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def test_cosine_to_min_lr():
     assert learning_rate(25, optim, 10, 100) == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
 
 
-# (test_freq, test_imlog_freq) of the reference's configs (SPEC 9.1-9.4)
+# (test_freq, test_imlog_freq) of the reference's configs (fidelity 9.1-9.4)
 REFERENCE_FREQUENCIES = {
     ("ipc-transinr", "celeba178"): (5, 5),
     ("ipc-transinr", "imagenette178"): (10, 50),
@@ -92,7 +92,7 @@ REFERENCE_FREQUENCIES = {
 
 @pytest.mark.parametrize("model, data", list(REFERENCE_FREQUENCIES))
 def test_evaluations_and_their_images_fall_on_the_references_epochs(model, data):
-    """SPEC 6.2 with e = i + 1: evaluate when i == 0 or e % test_freq == 0; log that evaluation's images when
+    """Fidelity 6.2 with e = i + 1: evaluate when i == 0 or e % test_freq == 0; log that evaluation's images when
     e % 10 == 1 or e % test_imlog_freq == 0 (a NeRF: e % 10 == 0 and e % test_imlog_freq == 0). ginr adds images
     before the first step, after a NeRF's first epoch, and at the end."""
     train = presets.resolve(model, data).train

@@ -1,4 +1,4 @@
-"""ShapeNet views in learnit's layout (SPEC 7 "ShapeNet item", quirk 24) on spheres rendered by the tests
+"""ShapeNet views in learnit's layout (fidelity 7 "ShapeNet item", quirk 24) on spheres rendered by the tests
 (conftest.write_shapenet): items, compositing, cameras, seeded training draws, the fixed evaluation list, errors."""
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ def weights(module) -> dict[str, torch.Tensor]:
 
 
 def test_logged_inner_psnr_is_the_mean_of_per_sample_psnrs(accelerator):
-    """SPEC 4.4: the meta trainer logs, per inner step, the mean over samples of each sample's PSNR (not the PSNR of
+    """Fidelity 4.4: the meta trainer logs, per inner step, the mean over samples of each sample's PSNR (not the PSNR of
     the mean MSE, which is lower whenever the samples differ)."""
     module, optimizer = make_run(accelerator)
     model, params = module.model, module.tree()

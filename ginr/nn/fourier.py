@@ -1,4 +1,4 @@
-"""Fourier feature mappings of coordinates (SPEC 1.4)."""
+"""Fourier feature mappings of coordinates (fidelity 1.4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Initial-weight distributions of the reference hyponet (SPEC 1.3).
+"""Initial-weight distributions of the reference hyponet (fidelity 1.3).
 
 Every rule is stated for a 2-D block of ``rows x cols``; a layer's weight is the block ``(fan_in, fan_out)`` and its
 bias the block ``(1, fan_out)``, initialised separately, weight first.
