@@ -11,7 +11,9 @@ A row times full training steps (encode + decode + loss + backward + Adam) of th
 training options (coordinate subsampling and noise), on random signals of the preset's shape, so no dataset is
 needed. NeRF rows (``model:shapenet-<category>[:views]``) train on random 128-px views seen from cameras around the
 origin (128 random rays per object, 128 points per ray, jittered) and report objects/s (in the img/s column), rays/s
-and the rate of full 128x128 renders in evaluation (``render img/s``, 1024 rays per object at a time). Warm-up steps
+and the rate of full 128x128 renders in evaluation (``render img/s``, 1024 rays per object at a time). Every row also
+times an evaluation with test-time optimisation (``tto20 inst/s``: instances measured per second with
+``--tto-steps 20``, :mod:`ginr.tto`: encode, 20 batched Adam steps on the modulation, measure). Warm-up steps
 are excluded from the times (the step time is the median of the timed steps) but not from the peak memory (CUDA
 graphs allocate their pool while warming up). FLOPs are counted once with
 ``torch.utils.flop_counter.FlopCounterMode``; utilisation is achieved FLOP/s over a matrix-product ceiling measured
@@ -31,10 +33,10 @@ from typing import Literal
 import torch
 import tyro
 
-from ginr import cli, models, presets, tasks
+from ginr import cli, models, presets, tasks, tto
 from ginr.inference import novel_views
 from ginr.module import ParamsModule
-from ginr.pytree import batch_slice
+from ginr.pytree import batch_size, batch_slice
 from ginr.train import setup
 from ginr.train.flops import count_flops, matmul_ceiling, synchronize
 from ginr.train.logger import table
@@ -196,7 +198,32 @@ def bench_row(model_name: str, data: str, views: int | None, args: Args, device:
         "stored ref GFLOP/img": REFERENCE_GFLOP.get((model_name, data), "-"),
         "TFLOP/s": flops / seconds / 1e12,
         "MFU": f"{flops / seconds / ceiling:.0%}",
+        "tto20 inst/s": tto_rate(module, config, signal, autocast, device),
     }
+
+
+def tto_rate(module: ParamsModule, config, signal, autocast, device: torch.device, steps: int = 20) -> float:
+    """Instances per second of an evaluation with ``steps`` test-time steps (:mod:`ginr.tto`, as ``eval.py
+    --tto-steps``) on the random batch; one untimed run first."""
+    test_time = tto.TestTime((steps,))
+    params = module.tree()
+    measure = tasks.nerf_or_signals(
+        config,
+        nerf=lambda: tto.measure_views(
+            module.model, params, signal, config.render, config.data.depth_range, test_time, lambda: autocast
+        ),
+        signals=lambda: tto.measure_signals(
+            module.model, params, signal, config.data.coord_range, test_time, autocast=lambda: autocast
+        ),
+    )
+    times = []
+    for _ in range(2):
+        tick = time.perf_counter()
+        with torch.no_grad():
+            measure()
+        synchronize(device)
+        times.append(time.perf_counter() - tick)
+    return batch_size(signal) / times[-1]
 
 
 def print_profile(step, device: torch.device, count: int, title: str) -> None:

@@ -22,7 +22,7 @@ import ginr
 from ginr import inference, metrics, presets
 from ginr.config import DataConfig
 from ginr.coords import grid
-from ginr.data import eval_dataset
+from ginr.data import eval_dataset, signal_transform
 from ginr.models import build
 from ginr.module import ParamsModule
 from ginr.pytree import flatten
@@ -111,8 +111,8 @@ def test_reconstruct_image_writes_the_requested_size(tmp_path, image_file, capsy
     out = tmp_path / "out"
     reconstruct.main(reconstruct.Args(model=str(folder), input=str(image_file), scale=3, out=str(out), steps=2))
     printed = capsys.readouterr().out
-    assert "photo.png: psnr" in printed and "inner step 2" in printed
-    with Image.open(out / "photo_x3.png") as image:
+    assert "photo.png: psnr" in printed
+    with Image.open(out / "photo.png_x3.png") as image:
         assert image.size == (24, 24)
 
 
@@ -138,19 +138,28 @@ def test_reconstruct_audio_writes_a_wav_at_the_scaled_rate(tmp_path, capsys):
     clip = tmp_path / "clip.wav"
     soundfile.write(clip, (0.5 * np.sin(np.arange(80) / 3)).astype(np.float32), 8000)  # resampled to 16 kHz
     reconstruct.main(reconstruct.Args(model=str(folder), input=str(clip), scale=2, out=str(tmp_path / "out"), steps=3))
-    samples, rate = soundfile.read(tmp_path / "out" / "clip_x2.wav")
+    samples, rate = soundfile.read(tmp_path / "out" / "clip.wav_x2.wav")
     assert rate == 32000 and samples.shape == (320,)
     assert "clip.wav: psnr" in capsys.readouterr().out
 
 
-def test_reconstruct_counts_inner_steps_as_encode_does_when_eval_inner_steps_is_0(tmp_path, image_file, capsys):
+def test_reconstruct_starts_from_the_models_own_evaluation_encoding(tmp_path, image_file, capsys):
+    """With no test-time steps, reconstruct.py gives what the model's own encoding gives: for a meta model its
+    evaluation inner steps (here --model.eval-inner-steps 0, not the 2 training steps)."""
     config = tiny("ipc-meta", DataConfig(resolution=8))
     config = dataclasses.replace(config, model=dataclasses.replace(config.model, eval_inner_steps=0))
     assert config.model.n_inner_steps == 2
     folder = saved_model(tmp_path, config)
-    reconstruct.main(reconstruct.Args(model=str(folder), input=str(image_file), scale=1, out=str(tmp_path), steps=1))
-    printed = capsys.readouterr().out
-    assert "inner step 0:" in printed and "inner step 2" not in printed  # 0 evaluation steps, then 1 more
+    reconstruct.main(reconstruct.Args(model=str(folder), input=str(image_file), scale=1, out=str(tmp_path), steps=0))
+    loaded = ginr.from_pretrained(folder)
+    signal = reconstruct.read_signal(signal_transform(loaded.config.data, "image", training=False), image_file)
+    coord_range = loaded.config.data.coord_range
+    psnrs = {}
+    for steps in (0, 2):
+        modulation = inference.encode(loaded.model, loaded.params, signal, coord_range, n_steps=steps).modulation
+        same = inference.decode(loaded.model, loaded.params, modulation, (8, 8), coord_range)
+        psnrs[steps] = f"psnr {float(metrics.psnr(metrics.mse_per_sample(same, signal))):.2f} dB"
+    assert psnrs[0] != psnrs[2] and f"photo.png: {psnrs[0]}" in capsys.readouterr().out
 
 
 def test_reconstruct_audio_goes_through_the_evaluation_transform(tmp_path, capsys):

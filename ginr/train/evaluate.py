@@ -4,21 +4,25 @@ Metrics are means over instances of per-instance values (the PSNR is the mean of
 sums over its own shard and the sums are added across processes, so each instance counts exactly once (quirk 19
 fixed). Predictions are not clamped for metrics (quirk 23); only the logged images are. Signals (images, audio) are
 measured by :func:`evaluate`, NeRF views (an instance is one object with one draw of support and query views) by
-:func:`evaluate_views`; both go through the same loop and reduction (:func:`measure_all`).
+:func:`evaluate_views`; both go through the same loop and reduction (:func:`measure_all`). Given a
+:class:`ginr.tto.TestTime`, both measure after each of its test-time step counts (metrics ``tto<N>/<name>``), and
+signals may be given only in part (an observation mask, :mod:`ginr.masks`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import logging
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from accelerate.utils import gather_object
 from torchvision.utils import make_grid
 
-from ginr import metrics, render
+from ginr import metrics, render, tasks, tto
 from ginr.config import Config, RenderConfig
 from ginr.coords import grid
 from ginr.inference import novel_views, radiance_field
@@ -43,6 +47,8 @@ class EvalResult:
     x``upsample`` the rate."""
     text: dict[str, str] = dataclasses.field(default_factory=dict)
     """Notes about the first instances (NeRF: the PSNR of each rendered query view)."""
+    instances: list[dict] | None = None
+    """When asked for: every instance's values (``instance``: its index in the split), in the order of the split."""
 
 
 Pictures = Callable[[object], tuple[dict, dict, dict]]
@@ -61,14 +67,26 @@ def evaluate(
     n_images: int = 4,
     upsample: int = 3,
     sample_rate: int = 16000,
+    test_time: tto.TestTime | None = None,
+    observed: torch.Tensor | None = None,
+    keep_instances: bool = False,
 ) -> EvalResult:
     """Encode and decode every instance of ``loader``; return the metrics and (main process) reconstructions.
+
+    ``test_time`` or ``observed`` (a boolean mask of the signals' positions): measure with
+    :func:`ginr.tto.measure_signals` instead (metrics ``tto<N>/<name>``, with the PSNR on observed and unobserved
+    positions given a mask). ``keep_instances``: also return every instance's values.
 
     A batch that runs out of device memory is measured in smaller chunks (see :class:`Chunked`) and the images are
     left out if even they do not fit, so a long run is never killed by its evaluation.
     """
 
     def per_instance(signal: torch.Tensor) -> dict[str, torch.Tensor]:
+        if test_time is not None or observed is not None:
+            mask = None if observed is None else observed.to(signal.device)
+            return tto.measure_signals(
+                model, params, signal, coord_range, test_time or tto.TestTime(), mask, n_steps, accelerator.autocast
+            )
         coords = grid(tuple(signal.shape[1:-1]), coord_range, device=signal.device)
         with accelerator.autocast():
             encoding = model.encode(params, signal, coords, training=False, n_steps=n_steps)
@@ -89,7 +107,9 @@ def evaluate(
         )
         return images, audio, {}
 
-    return measure_all(loader, per_instance, pictures, accelerator=accelerator, n_images=n_images)
+    return measure_all(
+        loader, per_instance, pictures, accelerator=accelerator, n_images=n_images, keep_instances=keep_instances
+    )
 
 
 @torch.no_grad()
@@ -103,6 +123,8 @@ def evaluate_views(
     depth_range: tuple[float, float],
     estimate: bool = False,
     n_images: int = 4,
+    test_time: tto.TestTime | None = None,
+    keep_instances: bool = False,
 ) -> EvalResult:
     """NeRF evaluation (fidelity 5.6): each instance (an object with a draw of support and query views) is encoded from
     its support views and its query views are rendered in full, ``chunk_rays`` rays at a time without jitter:
@@ -111,11 +133,17 @@ def evaluate_views(
     ``estimate``: render only ``render_config.eval_rays`` random rays per instance, with jitter (the reference's cheap
     in-training evaluation, quirk 11); the metrics are then named ``mse_estimate`` and ``psnr_estimate``. The logged
     images (support views, ground truth and rendered query views of the first objects) are always full renders.
+
+    ``test_time``: full renders after each of its step counts of refinement on the support views
+    (:func:`ginr.tto.measure_views`, metrics ``tto<N>/<name>``). ``keep_instances``: also return every instance's
+    values.
     """
     if estimate and render_config.eval_rays is None:
         raise ValueError("an estimate needs --render.eval-rays; None asks for full views")
 
     def per_instance(batch: dict) -> dict[str, torch.Tensor]:
+        if test_time is not None:
+            return tto.measure_views(model, params, batch, render_config, depth_range, test_time, accelerator.autocast)
         with accelerator.autocast():
             if estimate:
                 modulation = model.encode(params, batch["support"], None, training=False).modulation
@@ -129,25 +157,39 @@ def evaluate_views(
             else:
                 target = batch["query"]["images"]
                 pred = render_query(model, params, batch, render_config, depth_range)
-        mse = metrics.mse_per_sample(pred, target)
+        count = torch.ones(target.shape[0], device=target.device)
         if estimate:
-            return {"mse_estimate": mse, "psnr_estimate": metrics.psnr(mse), "count": torch.ones_like(mse)}
-        views = target.shape[1]
-        ssim = metrics.ssim_per_sample(pred.flatten(0, 1), target.flatten(0, 1)).view(-1, views).mean(dim=1)
-        return {"mse": mse, "psnr": metrics.psnr(mse), "ssim": ssim, "count": torch.ones_like(mse)}
+            mse = metrics.mse_per_sample(pred, target)
+            return {"mse_estimate": mse, "psnr_estimate": metrics.psnr(mse), "count": count}
+        return {**tto.view_metrics(pred, target), "count": count}
 
     def pictures(first: dict) -> tuple[dict, dict, dict]:
         return view_grids(model, params, first, render_config, depth_range, accelerator)
 
-    return measure_all(loader, per_instance, pictures, accelerator=accelerator, n_images=n_images)
+    return measure_all(
+        loader, per_instance, pictures, accelerator=accelerator, n_images=n_images, keep_instances=keep_instances
+    )
 
 
 def evaluate_config(
-    config: Config, model: Model, params: dict, loader, *, accelerator, estimate: bool = False, n_steps=None
+    config: Config,
+    model: Model,
+    params: dict,
+    loader,
+    *,
+    accelerator,
+    estimate: bool = False,
+    n_steps=None,
+    test_time: tto.TestTime | None = None,
+    observed: torch.Tensor | None = None,
+    keep_instances: bool = False,
 ) -> EvalResult:
     """The evaluation a run's ``config`` asks for: :func:`evaluate_views` for a NeRF (``estimate``: the in-training
-    estimate of ``--render.eval-rays``, when set), :func:`evaluate` for a signal model."""
+    estimate of ``--render.eval-rays``, when set), :func:`evaluate` for a signal model (``observed``: signals
+    given in part); ``test_time`` and ``keep_instances`` as they say."""
     data = config.data
+    if observed is not None:
+        tasks.require_signals(config, "a model given part of each view")
     measure = nerf_or_signals(
         config,
         nerf=functools.partial(
@@ -155,10 +197,10 @@ def evaluate_config(
             estimate=estimate and config.render.eval_rays is not None,
         ),
         signals=functools.partial(
-            evaluate, coord_range=data.coord_range, n_steps=n_steps, sample_rate=data.sample_rate
+            evaluate, coord_range=data.coord_range, n_steps=n_steps, sample_rate=data.sample_rate, observed=observed
         ),
     )  # fmt: skip
-    return measure(model, params, loader, accelerator=accelerator)
+    return measure(model, params, loader, accelerator=accelerator, test_time=test_time, keep_instances=keep_instances)
 
 
 def measure_all(
@@ -168,10 +210,13 @@ def measure_all(
     *,
     accelerator,
     n_images: int,
+    keep_instances: bool = False,
 ) -> EvalResult:
     """Measure every batch of ``loader`` (tensors or dicts of tensors) with ``per_instance`` (a batch -> per-instance
     values, one of them ``count``), add the sums across processes and divide by the count; on the main process draw
-    ``pictures`` of the first ``n_images`` instances of the first batch.
+    ``pictures`` of the first ``n_images`` instances of the first batch. ``keep_instances``: also gather every
+    instance's values (B,) from every process, numbered by the indices of the loader's batch sampler (in the order
+    they come from a loader without one).
 
     Every process's loader must give it at least one instance (:class:`ginr.data.EvalBatchSampler` refuses a split
     smaller than the process count when it is built, before any collective). It runs on a fork of the torch RNG, so
@@ -180,21 +225,29 @@ def measure_all(
     """
     devices = [accelerator.device] if accelerator.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
-        return _measure_all(loader, per_instance, pictures, accelerator, n_images)
+        return _measure_all(loader, per_instance, pictures, accelerator, n_images, keep_instances)
 
 
-def _measure_all(loader, per_instance, pictures, accelerator, n_images) -> EvalResult:
+def _measure_all(loader, per_instance, pictures, accelerator, n_images, keep_instances) -> EvalResult:
     """:func:`measure_all` inside its RNG fork."""
     sums: dict[str, torch.Tensor] = {}
     images: dict[str, torch.Tensor] = {}
     audio: dict[str, tuple[torch.Tensor, int]] = {}
     text: dict[str, str] = {}
+    rows: list[dict] = []
+    sampler = getattr(loader, "batch_sampler", None)
+    numbers = itertools.count() if sampler is None else (index for indices in sampler for index in indices)
     measure = Chunked(per_instance)
     for batch_index, batch in enumerate(loader):
         batch = to_device(batch, accelerator.device)
-        for name, values in measure(batch).items():
+        measured = measure(batch)
+        for name, values in measured.items():
             total = values.double().sum(dim=0)
             sums[name] = sums[name] + total if name in sums else total
+        if keep_instances:
+            columns = {name: values.tolist() for name, values in measured.items() if values.dim() == 1}
+            columns.pop("count")
+            rows += [{"instance": next(numbers), **dict(zip(columns, row))} for row in zip(*columns.values())]
         if batch_index == 0 and accelerator.is_main_process:
             try:
                 images, audio, text = pictures(batch_slice(batch, 0, n_images))
@@ -217,7 +270,8 @@ def _measure_all(loader, per_instance, pictures, accelerator, n_images) -> EvalR
     for step, value in enumerate(result.get("inner_psnr", torch.zeros(0)).tolist()):
         out[f"inner_psnr/{step}"] = value / count
     out["count"] = int(count)
-    return EvalResult(metrics=out, images=images, audio=audio, text=text)
+    instances = sorted(gather_object(rows), key=lambda row: row["instance"]) if keep_instances else None
+    return EvalResult(metrics=out, images=images, audio=audio, text=text, instances=instances)
 
 
 def render_query(model: Model, params: dict, batch: dict, render_config: RenderConfig, depth_range) -> torch.Tensor:
