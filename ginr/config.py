@@ -244,6 +244,13 @@ class OptimConfig:
     """Cosine-anneal to this value after warm-up; None keeps the learning rate constant (the reference's effect)."""
     max_grad_norm: float | None = None
     """Clip the global gradient norm to this value; None disables clipping."""
+    init_warmup_steps: int = 100
+    """Fine-tuning (--init-from): scale the learning rate by (s + 1) / N on steps s < N, from the source run's Adam
+    state or a fresh Adam (model folders and Hub models keep none), whose first updates move every weight by about
+    the learning rate whatever its gradient. Measured in the README's "Fine-tuning"; 0: no warm-up."""
+    init_state: tyro.conf.Suppress[Literal["restored", "warm-up"] | None] = None
+    """How a fine-tuning run's Adam started, recorded by the run: with the source run's state 'restored', or fresh
+    ('warm-up' alone); both warm up over init_warmup_steps. None: a run from scratch."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -398,22 +405,28 @@ def _build(hint, value, where: str):
 def from_dict(data: dict, model_config_type: Callable[[str], type]) -> Config:
     """Rebuild a :class:`Config` from :func:`to_dict` output; ``model_config_type(model_name)`` gives the model
     section's dataclass (:func:`ginr.models.model_config_type`, which knows the registered models). Values are only
-    type-checked here: :func:`ginr.rules.validate` checks what they mean."""
+    type-checked here: :func:`ginr.rules.validate` checks what they mean.
+
+    Every section must be there, as :func:`dumps` (a run's config.json, ``save_pretrained``'s) writes them: a
+    missing one is refused by name rather than filled with defaults the run never had."""
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a JSON object of config sections, got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(Config)}
-    missing = [name for name in ("model_name", "model") if name not in data]
+    missing = [name for name in fields if name not in data]
     if missing:
-        raise ValueError(f"missing field(s) {missing}; a ginr config has {sorted(fields)}")
+        raise ValueError(
+            f"missing section(s) {missing}; a saved ginr config has every one of {sorted(fields)} (write it with "
+            "ginr.save_pretrained or take a run's own config.json)"
+        )
     model_type = model_config_type(data["model_name"])
     unknown = set(data) - set(fields)
     if unknown:
         raise ValueError(f"unknown config section(s) {sorted(unknown)}; known: {sorted(fields)}")
     kwargs = {"model": _build(model_type, data["model"], "model")}
     for name, cls in (("data", DataConfig), ("optim", OptimConfig), ("train", TrainConfig), ("render", RenderConfig)):
-        if name in data:
-            kwargs[name] = _build(cls, data[name], name)
+        kwargs[name] = _build(cls, data[name], name)
     for name in ("model_name", "data_name"):
-        if name in data:
-            kwargs[name] = data[name]
+        kwargs[name] = _build(str, data[name], name)
     return Config[model_type](**kwargs)
 
 

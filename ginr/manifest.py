@@ -32,6 +32,12 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def inside(name: str) -> bool:
+    """``name`` is a relative path that stays inside its folder (no absolute path, no ``..`` part)."""
+    parts = Path(name).parts
+    return bool(parts) and not Path(name).is_absolute() and ".." not in parts and "\\" not in name
+
+
 def complete_checkpoints(run_dir: Path) -> list[Path]:
     """Checkpoint folders of ``run_dir`` that have a manifest, oldest first."""
     root = Path(run_dir) / "checkpoints"
@@ -47,7 +53,18 @@ def verify(folder: Path) -> dict:
         manifest = json.loads((folder / MANIFEST).read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise CheckpointError(f"{folder}: no readable {MANIFEST}; the checkpoint is incomplete") from error
-    for name, entry in manifest["files"].items():
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict) or not all(
+        isinstance(e, dict) and isinstance(e.get("bytes"), int) and isinstance(e.get("sha256"), str)
+        for e in files.values()
+    ):
+        raise CheckpointError(
+            f'{folder / MANIFEST} is not a ginr manifest (its "files" must map each name to its bytes and sha256); '
+            "the checkpoint is damaged"
+        )
+    for name, entry in files.items():
+        if not inside(name):
+            raise CheckpointError(f"{folder / MANIFEST} names {name!r}, a path outside the checkpoint folder: refused")
         path = folder / name
         if not path.is_file():
             raise CheckpointError(f"{path} is missing; the checkpoint is incomplete")

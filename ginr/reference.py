@@ -140,10 +140,14 @@ def rules_for(model) -> list[NameRule]:
 def from_reference(state_dict: dict[str, torch.Tensor], model) -> dict[str, torch.Tensor]:
     """A reference state dict -> ginr flat params (``ginr.pytree.unflatten`` makes the pytree).
 
-    Every reference key of the model must be present with its exact shape; keys outside the model (the reference's
-    optimizer or EMA entries, or the ``module.`` prefix of a DataParallel wrapper) are refused by name.
+    Every reference key of the model must be present, a tensor of its exact shape with finite values; keys outside the
+    model (the reference's optimizer or EMA entries, or the ``module.`` prefix of a DataParallel wrapper) are refused
+    by name.
     """
     state_dict = {k.removeprefix("module."): v for k, v in state_dict.items()}
+    not_tensors = sorted(f"{k} ({type(v).__name__})" for k, v in state_dict.items() if not isinstance(v, torch.Tensor))
+    if not_tensors:
+        raise ValueError(f"the reference state dict holds values that are not tensors: {not_tensors}")
     rules = rules_for(model)
     expected = {rule.reference: rule for rule in rules}
     missing = sorted(set(expected) - set(state_dict))
@@ -166,6 +170,9 @@ def from_reference(state_dict: dict[str, torch.Tensor], model) -> dict[str, torc
                 if part
             )
         )
+    broken = sorted(name for name in expected if not state_dict[name].float().isfinite().all())
+    if broken:
+        raise ValueError(f"the reference state dict holds non-finite values (NaN or inf) in {broken}")
     flat = {}
     for rule in rules:
         flat.update(rule.to_ginr(state_dict[rule.reference]))

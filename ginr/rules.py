@@ -16,7 +16,9 @@ This module imports no model: it reads configs, so the models, the config reader
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import math
 
 from ginr.config import Config, HypernetINRConfig, HyponetConfig, MetaINRConfig, TransformerConfig
 from ginr.data import is_views, signal_shape
@@ -205,6 +207,32 @@ def check_signal(config, shape: tuple[int, ...], channels: int) -> None:
 # ---- the whole experiment ----------------------------------------------------------------------------------------
 
 
+def nonfinite_problems(config, prefix: str = "--") -> list[str]:
+    """Every float field of ``config`` (a config dataclass, walked section by section) that is inf or NaN, named as
+    its flag: ``--optim.lr inf`` (or ``Infinity`` in a config.json) would otherwise train to inf weights, and no
+    bound of :func:`section_problems` is written to catch a NaN."""
+    problems = []
+    for field in dataclasses.fields(config):
+        value, flag = getattr(config, field.name), f"{prefix}{field.name.replace('_', '-')}"
+        if dataclasses.is_dataclass(value):
+            problems += nonfinite_problems(value, f"{flag}.")
+        elif any(
+            isinstance(v, float) and not math.isfinite(v) for v in (value if isinstance(value, tuple) else [value])
+        ):
+            problems.append(f"{flag}={value!r}: must be a finite number")
+    return problems
+
+
+def run_name_problems(name: str | None) -> list[str]:
+    """``--train.run-name`` names one folder inside ``--train.out-dir``: no path separator, no ``..``, not empty
+    (``../../x`` would write outside the output folder)."""
+    if name is None or (name not in ("", ".", "..") and "/" not in name and "\\" not in name):
+        return []
+    return [
+        f"--train.run-name={name!r}: must be one folder name (no '/', no '..'); set the parent with --train.out-dir"
+    ]
+
+
 def section_problems(config: Config) -> list[str]:
     """The bounds of the optimiser, run, data and rendering sections."""
     problems = []
@@ -220,6 +248,7 @@ def section_problems(config: Config) -> list[str]:
     need(optim.weight_decay >= 0, "--optim.weight-decay", "must be >= 0", optim.weight_decay)
     need(optim.warmup_epochs >= 0, "--optim.warmup-epochs", "must be >= 0", optim.warmup_epochs)
     need(optim.min_lr is None or optim.min_lr >= 0, "--optim.min-lr", "must be >= 0 or None", optim.min_lr)
+    need(optim.init_warmup_steps >= 0, "--optim.init-warmup-steps", "must be >= 0", optim.init_warmup_steps)
     need(
         optim.max_grad_norm is None or optim.max_grad_norm > 0,
         "--optim.max-grad-norm",
@@ -342,5 +371,7 @@ def validate(config: Config, *, fresh_run: bool = False) -> None:
     """Refuse an experiment that cannot work, listing every problem (:func:`section_problems`,
     :func:`model_problems`, :func:`cross_section_problems`, and with ``fresh_run`` (a new run's command line)
     :func:`fresh_run_problems`) in one ValueError."""
-    problems = section_problems(config) + model_problems(config.model) + cross_section_problems(config)
+    problems = nonfinite_problems(config)
+    problems += section_problems(config) + model_problems(config.model) + cross_section_problems(config)
+    problems += run_name_problems(config.train.run_name)
     refuse(problems + (fresh_run_problems(config) if fresh_run else []))

@@ -19,7 +19,7 @@ import tyro
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from ginr import cli, from_pretrained, inference, metrics, tasks
+from ginr import cli, from_pretrained, inference, metrics, paths, tasks
 from ginr import config as config_lib
 from ginr.data import BadFileError, EvalBatchSampler, eval_dataset, make_loader
 from ginr.pytree import flatten
@@ -48,6 +48,7 @@ def main(args: Args) -> None:
         loaded = from_pretrained(args.model, revision=args.revision)
         tasks.require_signals(loaded.config, args.model)
         cli.check_inner_steps(loaded.config, args.n_steps)
+        paths.writable_file(args.out, "--out")
         data = cli.with_data_path(loaded.config.data, args.data_path)
         dataset = eval_dataset(data, args.split)
         sampler = EvalBatchSampler(len(dataset), args.batch_size, 1, 0)

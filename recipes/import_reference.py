@@ -21,6 +21,18 @@ from ginr.pytree import flatten, unflatten
 from ginr.reference import from_reference
 
 
+def load_failure(error: Exception) -> str:
+    """The cause of a refused ``torch.load``, in one line, without PyTorch's advice to retry with
+    ``weights_only=False`` or to allow-list the file's classes: either would run the file's pickled code, which ginr
+    never does. A pickle that needs more than tensors is named as such; other failures keep their first line."""
+    text = str(error)
+    if "WeightsUnpickler error:" in text:
+        cause = text.split("WeightsUnpickler error:", 1)[1].strip().split(". ", 1)[0].splitlines()[0]
+        return f"it holds pickled objects other than tensors ({cause}); ginr reads only tensors and never runs them"
+    lines = text.strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"
+
+
 def main(argv: list[str] | None = None) -> None:
     pre = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
@@ -36,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as error:  # unpickling refused or a corrupt file: name it and stop
         cli.fail(
             f"cannot read {known.checkpoint} as a weights-only checkpoint (a PyTorch file of tensors, opened without "
-            f"running pickled code): {type(error).__name__}: {error}"
+            f"running pickled code): {load_failure(error)}"
         )
     key = "state_dict_ema" if known.ema else "state_dict"
     state = saved.get(key, saved) if isinstance(saved, dict) else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -270,6 +271,20 @@ TINY_MODEL_FLAGS = [
     "--model.rank",
     "16",
 ]
+
+
+def tiny_meta_config(width: int = 8, fourier_dim: int = 4, rank: int = 8):
+    """The embedded default's ipc-meta preset shrunk to a ``width``-wide hyponet with ``fourier_dim`` frequencies and
+    rank ``rank``: a model that trains in milliseconds."""
+    from ginr import presets
+
+    config = presets.resolve("ipc-meta", "photos")
+    hyponet = dataclasses.replace(
+        config.model.hyponet,
+        hidden_dim=(width,),
+        fourier=dataclasses.replace(config.model.hyponet.fourier, dim=fourier_dim),
+    )
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, hyponet=hyponet, rank=(rank,)))
 
 
 def tiny_train_flags(folder, out_dir, run_name: str) -> list[str]:

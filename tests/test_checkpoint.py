@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 import torch
 from accelerate import Accelerator
+from conftest import tiny_meta_config
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ginr import config as config_lib
-from ginr import from_pretrained, presets, save_pretrained
+from ginr import from_pretrained, save_pretrained
 from ginr.coords import grid
 from ginr.hub import ModelFileError
 from ginr.models import build
@@ -29,16 +30,8 @@ from ginr.train import checkpoint
 from ginr.train.checkpoint import CheckpointError
 
 
-def tiny_config(rank: int = 8):
-    config = presets.resolve("ipc-meta", "photos")
-    hyponet = dataclasses.replace(
-        config.model.hyponet, hidden_dim=(8,), fourier=dataclasses.replace(config.model.hyponet.fourier, dim=4)
-    )
-    return dataclasses.replace(config, model=dataclasses.replace(config.model, hyponet=hyponet, rank=(rank,)))
-
-
 def make_run(seed: int = 0, rank: int = 8):
-    config = tiny_config(rank)
+    config = tiny_meta_config(rank=rank)
     model = build(config.model_name, config.model)
     module = ParamsModule(model, model.init(torch.Generator().manual_seed(seed)))
     optimizer = torch.optim.Adam(module.parameters(), lr=1e-2)
@@ -150,7 +143,7 @@ def test_model_folder_round_trip(tmp_path):
 def test_model_folder_mismatch_and_corruption_are_refused(tmp_path):
     config, _, module, _ = make_run(rank=8)
     save_pretrained(tmp_path, config, module.tree())
-    other = tiny_config(rank=4)
+    other = tiny_meta_config(rank=4)
     (tmp_path / "config.json").write_text(config_lib.dumps(other))
     with pytest.raises(
         ModelFileError, match=r"does not match the model built from its config.json: shape mismatches \['factors.init.1"
@@ -369,7 +362,7 @@ def test_model_folder_with_wrong_dtypes_or_non_finite_weights_is_refused(tmp_pat
         (lambda c: c.update(model_name="siren"), r"unknown model 'siren'; choose one of: ipc-meta"),
         (
             lambda c: c.pop("model_name"),
-            r"missing field\(s\) \['model_name'\]; a ginr config has \['data', 'data_name'",
+            r"missing section\(s\) \['model_name'\]; a saved ginr config has every one of \['data', 'data_name'",
         ),
     ],
     ids=["string for a float", "float for an int", "unknown choice", "invalid value", "unknown model", "no model name"],

@@ -8,6 +8,7 @@ import logging
 import pytest
 import torch
 from accelerate import Accelerator
+from conftest import tiny_meta_config
 
 from ginr import presets
 from ginr.models import build
@@ -21,11 +22,8 @@ def accelerator():
 
 @pytest.fixture
 def tiny():
-    config = presets.resolve("ipc-meta", "photos")
-    hyponet = dataclasses.replace(
-        config.model.hyponet, hidden_dim=(8,), fourier=dataclasses.replace(config.model.hyponet.fourier, dim=4)
-    )
-    model = build(config.model_name, dataclasses.replace(config.model, hyponet=hyponet, rank=(8,)))
+    config = tiny_meta_config()
+    model = build(config.model_name, config.model)
     params = model.init(torch.Generator().manual_seed(0))
     signal = torch.rand(9, 6, 6, 3, generator=torch.Generator().manual_seed(1))
     return model, params, [signal[:6], signal[6:]]  # two batches: 6 and 3 instances

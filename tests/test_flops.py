@@ -6,7 +6,7 @@ import json
 
 import torch
 import torch.nn.functional as F
-from test_train_parts import tiny
+from conftest import tiny_meta_config
 
 from ginr.models import build
 from ginr.pytree import flatten
@@ -23,7 +23,7 @@ def test_flop_count_includes_attention():
 
 
 def test_step_flops_on_fake_tensors_match_the_real_count_and_change_nothing():
-    config = tiny()
+    config = tiny_meta_config(16, 8, 16)
     model = build(config.model_name, config.model)
     params = model.init(torch.Generator().manual_seed(0))
     objective = objective_for(config)
@@ -40,9 +40,15 @@ def test_step_flops_on_fake_tensors_match_the_real_count_and_change_nothing():
     assert counted == flops.count_flops(real_step) > 0
 
 
-def test_first_batch_is_yielded_again():
-    first, batches = flops.first_batch(iter([1, 2, 3]))
-    assert first == 1 and list(batches) == [1, 2, 3]
+def test_flops_per_instance_counts_the_first_micro_batch_and_yields_it_again():
+    config = tiny_meta_config(16, 8, 16)
+    model = build(config.model_name, config.model)
+    params = model.init(torch.Generator().manual_seed(0))
+    objective = objective_for(config)
+    micro_batches = [torch.rand(2, 8, 8, 3), torch.rand(2, 8, 8, 3)]
+    per_instance, batches = flops.per_instance(model, params, objective, iter(micro_batches))
+    assert per_instance == flops.step_flops(model, params, objective, micro_batches[0]) / 2
+    assert [b is m for b, m in zip(batches, micro_batches, strict=True)] == [True, True]
 
 
 def test_the_ceiling_is_measured_once_per_device_torch_and_precision(tmp_path, monkeypatch):

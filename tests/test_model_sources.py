@@ -223,6 +223,16 @@ def test_eval_and_encode_refuse_missing_data(run, tmp_path, capsys, name):
 
 
 @pytest.mark.parametrize("name", ["eval", "encode"])
+def test_eval_and_encode_refuse_an_out_file_they_cannot_write(tmp_path, capsys, name):
+    config = tiny()
+    folder = save_pretrained(tmp_path / "model", config, build(config.model_name, config.model).init(None))
+    (tmp_path / "file").write_text("")
+    module = recipe(name)
+    err = refused(module.main, module.Args(model=str(folder), out=str(tmp_path / "file" / "m.json")), capsys)
+    assert f"--out {tmp_path / 'file' / 'm.json'}: {tmp_path / 'file'} is a file, not a folder" in err
+
+
+@pytest.mark.parametrize("name", ["eval", "encode"])
 def test_inner_steps_for_a_hypernetwork_model_are_refused_naming_the_flag(tmp_path, capsys, name):
     config = tiny("ipc-transinr")
     folder = save_pretrained(tmp_path / "model", config, build(config.model_name, config.model).init(None))

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 import torch
-from conftest import tiny_train_flags
+from conftest import tiny_meta_config, tiny_train_flags
 from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -31,16 +31,8 @@ def test_ema_follows_the_warmed_up_decay():
     assert torch.allclose(ema["w"], torch.full((3,), 0.95))
 
 
-def tiny():
-    config = presets.resolve("ipc-meta", "photos")
-    hyponet = dataclasses.replace(
-        config.model.hyponet, hidden_dim=(16,), fourier=dataclasses.replace(config.model.hyponet.fourier, dim=8)
-    )
-    return dataclasses.replace(config, model=dataclasses.replace(config.model, hyponet=hyponet, rank=(16,)))
-
-
 def test_bf16_autocast_stays_close_to_fp32_with_fp32_loss():
-    config = tiny()
+    config = tiny_meta_config(16, 8, 16)
     model = build(config.model_name, config.model)
     params = model.init(torch.Generator().manual_seed(0))
     signal = torch.rand(3, 8, 8, 3, generator=torch.Generator().manual_seed(1))
@@ -55,7 +47,7 @@ def test_bf16_autocast_stays_close_to_fp32_with_fp32_loss():
 
 
 def test_holder_exposes_the_pytree_as_parameters_and_buffers():
-    config = tiny()
+    config = tiny_meta_config(16, 8, 16)
     params = ginr.init(config, torch.Generator().manual_seed(0))
     module = ParamsModule(build(config.model_name, config.model), params)
     assert [name for name, _ in module.named_buffers()] == ["hyponet.fourier.frequencies"]

@@ -7,7 +7,7 @@ import datasets
 
 from ginr.config import DataConfig
 from ginr.data.audio import AudioClip
-from ginr.data.cache import drop_unusable, resized_cache
+from ginr.data.cache import check_headers, drop_unusable, resized_cache
 from ginr.data.loader import BadFileError, BatchPlan, EvalBatchSampler, Signals, TrainBatchSampler, make_loader
 from ginr.data.shapenet import ShapeNetViews
 from ginr.data.sources import load_split
@@ -25,14 +25,17 @@ def signal_transform(config: DataConfig, kind: str, training: bool) -> AudioClip
 
 def make_signals(config: DataConfig, split: datasets.Dataset, name: str, training: bool) -> Signals:
     """A loaded ``split`` (one column of undecoded entries, named for the kind of signal it holds: ``image`` or
-    ``audio``) with its transform (:func:`signal_transform`), checked or cached as the config asks; ``name`` labels
-    logs and cache folders."""
+    ``audio``) with its transform (:func:`signal_transform`), cached or checked by a full decode as the config asks,
+    else every file's header checked (a bad file is refused now, not mid-training); ``name`` labels logs and cache
+    folders."""
     column = "audio" if "audio" in split.column_names else "image"
     transform = signal_transform(config, column, training)
     if config.cache_dir and column == "image" and transform.mode == "resize_center_crop":
         split = resized_cache(split, transform, config.cache_dir, name, config.num_workers, config.skip_bad_files)
     elif config.skip_bad_files:
         split = drop_unusable(split, transform, column, config.num_workers, name)
+    else:
+        check_headers(split, column, config.num_workers, name)
     return Signals(split, transform, column)
 
 

@@ -5,17 +5,55 @@ from __future__ import annotations
 
 import io
 import math
+import re
 
 import numpy as np
 import soundfile
 import torch
 
+PEAK_LIMIT = 1.01
+"""The largest sample magnitude accepted (full scale is 1; a float file may overshoot it a little, but one holding
+integer-scaled samples, say 1000, is refused rather than trained on)."""
+
+
+def open_audio(entry: dict) -> soundfile.SoundFile:
+    """The audio file of an undecoded entry (``bytes`` and/or ``path``), its header read and checked against
+    truncation (:func:`truncation`)."""
+    file = soundfile.SoundFile(io.BytesIO(entry["bytes"]) if entry.get("bytes") else entry["path"])
+    problem = truncation(file)
+    if problem:
+        file.close()
+        raise ValueError(problem)
+    return file
+
+
+def truncation(file: soundfile.SoundFile) -> str | None:
+    """Why ``file`` is truncated, or None: libsndfile reads a WAV (or AIFF) whose data chunk is cut short as the
+    samples that are there, noting ``data : N (should be M)`` in its header report; ginr refuses it instead of
+    zero-padding the rest (a truncated FLAC fails to decode by itself)."""
+    cut = re.search(r"^(?:data|SSND)\s*:\s*(\d+) \(should be (\d+)\)", file.extra_info, re.MULTILINE)
+    if cut and int(cut[2]) < int(cut[1]):
+        return f"truncated: its header declares {cut[1]} bytes of samples, the file holds {cut[2]}"
+    return None
+
+
+def check_header(entry: dict, seed: int | None = None) -> None:
+    """Refuse (raise) an entry whose file is no audio libsndfile reads, or a truncated one: the cheap pass over every
+    file of a split before training (:func:`ginr.data.cache.check_headers`). ``seed`` is unused."""
+    open_audio(entry).close()
+
 
 def decode(entry: dict, sample_rate: int) -> torch.Tensor:
     """A ``datasets.Audio(decode=False)`` entry (``bytes`` and/or ``path``) -> mono float32 samples (T,) at
-    ``sample_rate``, in [-1, 1]."""
-    source = io.BytesIO(entry["bytes"]) if entry.get("bytes") else entry["path"]
-    samples, rate = soundfile.read(source, dtype="float32", always_2d=True)
+    ``sample_rate``, in [-1, 1]. A truncated file, and samples beyond :data:`PEAK_LIMIT`, are refused."""
+    with open_audio(entry) as file:
+        samples, rate = file.read(dtype="float32", always_2d=True), file.samplerate
+    peak = float(np.abs(samples).max(initial=0))
+    if not peak <= PEAK_LIMIT:
+        raise ValueError(
+            f"samples reach {peak:g}, far outside [-1, 1] (a float file holding integer-scaled or unnormalised "
+            "samples?); rescale it to [-1, 1]"
+        )
     samples = samples.mean(axis=1)
     if rate != sample_rate:
         from scipy.signal import resample_poly

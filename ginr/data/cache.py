@@ -1,5 +1,5 @@
-"""One decoding pass over a split before training: the pre-resized cache (``--data.cache-dir``) and the bad-file
-check (``--data.skip-bad-files``).
+"""One pass over a split before training: the pre-resized cache (``--data.cache-dir``), the bad-file check
+(``--data.skip-bad-files``), which decode every file, or else a header check of every file.
 
 Both run the split's own transform on every row with ``datasets.map`` in ``--data.num-workers`` processes, so a
 corrupt, truncated or too-small file is found before the first step. The cache keeps each ``resize_center_crop``
@@ -21,6 +21,7 @@ import filelock
 import numpy as np
 from PIL import Image
 
+from ginr.data import audio, transforms
 from ginr.data.layouts import ENTRY
 from ginr.data.loader import BadFileError, failure_message
 from ginr.data.transforms import ImageTransform
@@ -77,6 +78,16 @@ def drop_unusable(data: datasets.Dataset, transform, column: str, num_workers: i
     """``data`` without the rows ``transform`` fails on (logged with their count)."""
     checked = _probe(data, transform, column, False, num_workers, f"checking {name}")
     return _keep_usable(data, checked["error"], skip=True, name=name)
+
+
+def check_headers(data: datasets.Dataset, column: str, num_workers: int, name: str) -> None:
+    """Open every file of ``data`` and check its header (images: PIL's ``verify``; audio: libsndfile's header and
+    truncation), raising :class:`BadFileError` for the first that fails, with the count: the cheap pass that finds
+    a broken file before the run folder is written, when neither the cache nor ``--data.skip-bad-files`` decodes
+    every file. Damage that only a full decode shows (a JPEG cut short) is still found when the file is used."""
+    check = audio.check_header if column == "audio" else transforms.check_header
+    checked = _probe(data, check, column, False, num_workers, f"checking the files of {name}")
+    _keep_usable(data, checked["error"], skip=False, name=name)
 
 
 def files_state(data: datasets.Dataset) -> str:

@@ -14,6 +14,7 @@ Only file names are read here; decoding happens in the loader workers, so a bad 
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import datasets
 # torchvision's IMG_EXTENSIONS (matched case-insensitively, as ImageFolder does).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+logger = logging.getLogger(__name__)
 SPLIT_ALIASES = {"val": "validation", "valid": "validation", "dev": "validation"}
 
 # fidelity 7: train = ids 1-162770; the reference evaluates on the official test ids (quirk 17); official val is unused.
@@ -48,10 +50,25 @@ def existing_folder(path: str | None, flag: str = "--data.path") -> Path:
 
 
 def _sorted_files(folder: Path, extensions: tuple[str, ...]) -> list[str]:
-    """Files under ``folder`` (recursively) with one of ``extensions``: walk roots sorted, names sorted within."""
+    """Files under ``folder`` (recursively) with one of ``extensions``: walk roots sorted, names sorted within.
+
+    Links to folders are followed (a class folder may be a link), except a link back into the folders that lead to it
+    (a loop: every file would be listed again at each turn); each one skipped is logged."""
+    listed, chains = [], {str(folder): {os.path.realpath(folder)}}
+    for root, dirs, names in os.walk(folder, followlinks=True):
+        chain = chains.pop(root)
+        for name in list(dirs):
+            path = os.path.join(root, name)
+            real = os.path.realpath(path)
+            if real in chain:
+                logger.warning("not following %s: a link back to %s (a loop)", path, real)
+                dirs.remove(name)
+            else:
+                chains[path] = chain | {real}
+        listed.append((root, names))
     return [
         os.path.join(root, name)
-        for root, _, names in sorted(os.walk(folder, followlinks=True))
+        for root, names in sorted(listed)
         for name in sorted(names)
         if name.lower().endswith(extensions)
     ]

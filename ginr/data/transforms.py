@@ -14,16 +14,54 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 
 
-def decode_image(entry: dict) -> Image.Image:
-    """An undecoded entry (``bytes`` and/or ``path``) -> a fully decoded RGB PIL image.
+def open_image(entry: dict) -> Image.Image:
+    """The image of an undecoded entry (``bytes`` and/or ``path``), opened but not decoded."""
+    return Image.open(io.BytesIO(entry["bytes"]) if entry.get("bytes") else entry["path"])
 
-    Decoding is forced here, so a truncated or corrupt file fails now, not later inside a transform. Grayscale, palette
-    and RGBA images are converted to RGB, alpha dropped, as torchvision's ``default_loader`` does (the reference's
-    CelebA loader skips the conversion, which only matters for the non-RGB files it cannot batch anyway).
+
+def check_header(entry: dict, seed: int | None = None) -> None:
+    """Refuse (raise) an entry whose file is no image PIL can read or fails its format's own integrity check (PIL's
+    ``verify``: a PNG's chunk checksums and a truncated PNG; a JPEG's header only): the cheap pass over every file of
+    a split before training (:func:`ginr.data.cache.check_headers`). ``seed`` is unused (the transforms' signature)."""
+    with open_image(entry) as image:
+        image.verify()
+
+
+def decode_image(entry: dict) -> Image.Image:
+    """An undecoded entry (``bytes`` and/or ``path``) -> a fully decoded RGB PIL image (8 bits per channel).
+
+    Decoding is forced here, so a truncated or corrupt file fails now, not later inside a transform. Grayscale, palette,
+    CMYK and RGBA/LA images are converted to RGB, alpha dropped, as torchvision's ``default_loader`` does (the
+    reference's CelebA loader skips the conversion, which only matters for the non-RGB files it cannot batch anyway).
+    Deeper grayscale is scaled, not clipped (PIL's own conversion clips it at 255, which turns a 16-bit PNG white):
+    16-bit (``I;16*``, and ``I``, which PIL gives for 16-bit PNGs too) by 65535, float (``F``) read as [0, 1] and
+    refused outside it, then rounded to 8 bits.
     """
-    with Image.open(io.BytesIO(entry["bytes"]) if entry.get("bytes") else entry["path"]) as image:
+    with open_image(entry) as image:
         image.load()
-        return image.convert("RGB") if image.mode != "RGB" else image.copy()
+        if image.mode == "RGB":
+            return image.copy()
+        if image.mode.startswith("I") or image.mode == "F":
+            return gray_to_rgb(np.asarray(image, dtype=np.float64), image.mode)
+        return image.convert("RGB")
+
+
+def gray_to_rgb(values: np.ndarray, mode: str) -> Image.Image:
+    """A 16-bit integer (``I;16*``, ``I``) or float (``F``, in [0, 1]) grayscale array -> an 8-bit RGB image."""
+    if mode == "F":
+        if not (np.isfinite(values).all() and values.min() >= 0 and values.max() <= 1):
+            raise ValueError(
+                f"a floating-point (mode F) image must hold values in [0, 1]; this one spans "
+                f"[{values.min():g}, {values.max():g}]: save it as an 8- or 16-bit image"
+            )
+    else:
+        if values.min() < 0 or values.max() > 65535:
+            raise ValueError(
+                f"a {mode} image must hold 16-bit values (0..65535); this one spans [{values.min():g}, "
+                f"{values.max():g}]: save it as an 8- or 16-bit image"
+            )
+        values = values / 65535
+    return Image.fromarray(np.round(values * 255).astype(np.uint8), mode="L").convert("RGB")
 
 
 def to_tensor(image: Image.Image) -> torch.Tensor:

@@ -227,6 +227,44 @@ def prune(root: Path, keep: int, newest: Path) -> None:
 # ---- finding and loading -----------------------------------------------------------------------------------------
 
 
+def last_good(run_dir: Path, below: int) -> Path | None:
+    """The newest intact checkpoint of a step below ``below``: the one to name as good when the steps after
+    ``below`` were not finite. The weights after step ``below`` are those the first non-finite step started from, and
+    step ``below`` made them with an update that was finite but may already have diverged (``--optim.lr 1e6`` throws
+    the weights to ~1e6 in one step, and every later loss overflows). No checkpoint is written during a streak of
+    skipped steps (:func:`ginr.train.state.save`), so only a checkpoint of step ``below`` itself can be newer; ``--resume``
+    would pick it, so the README says to remove it first."""
+    for folder in reversed(complete_checkpoints(run_dir)):
+        if int(folder.name.removeprefix(PREFIX)) < below:
+            try:
+                verify(folder)
+                return folder
+            except CheckpointError:
+                continue
+    return None
+
+
+def optimizer_source(init_from: str, model_folder: Path) -> Path | None:
+    """The checkpoint whose Adam state a run fine-tuning from ``--init-from init_from`` can restore, given the model
+    folder :func:`ginr.hub.model_dir` found there: for a run folder its newest intact checkpoint, for a checkpoint
+    folder itself. None for a model folder or a Hub model, which keep no optimizer state."""
+    if Path(init_from).expanduser() == model_folder or not (model_folder.parent / "optimizer.safetensors").is_file():
+        return None
+    return model_folder.parent
+
+
+def load_source_optimizer(folder: Path, optimizer: torch.optim.Optimizer) -> int:
+    """Load the Adam moments and step counts of checkpoint ``folder`` into ``optimizer`` (a fine-tuning run's), keeping
+    the run's own hyper-parameters (lr, betas, eps, weight decay); a :class:`CheckpointError`, with nothing changed,
+    when they do not fit its parameters. Returns the source's step count."""
+    saved = optimizer_state_dict(
+        load_file(str(folder / "optimizer.safetensors")), json.loads((folder / "optimizer.json").read_text())
+    )
+    check_optimizer_state(optimizer, saved, folder / "optimizer.safetensors")
+    optimizer.load_state_dict({"state": saved["state"], "param_groups": optimizer.state_dict()["param_groups"]})
+    return read_trainer_state(folder)["step"]
+
+
 def read_trainer_state(folder: Path) -> dict:
     return json.loads((Path(folder) / "trainer_state.json").read_text())
 

@@ -24,7 +24,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from ginr.pytree import flatten, tree_map
+from ginr.pytree import batch_size, flatten, tree_map
 
 DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 """The matrix products' operand type per precision (tf32: float32 with TF32 matmuls; bf16/fp16: autocast's)."""
@@ -60,11 +60,13 @@ def step_flops(model, params: dict, objective: Callable, batch, epoch: int = 0) 
         )
 
 
-def first_batch(batches: Iterator) -> tuple[object, Iterator]:
-    """The first item of ``batches`` and an iterator that still yields it first (to count a step on the batch it
-    trains on, before it trains on it)."""
+def per_instance(model, params: dict, objective: Callable, batches: Iterator) -> tuple[float, Iterator]:
+    """FLOPs per instance of a training step (:func:`step_flops` of the first micro-batch of ``batches``, over its
+    size), and an iterator that still yields that micro-batch first, so the step trains on the batch it was counted
+    on."""
     first = next(batches)
-    return first, itertools.chain([first], batches)
+    count = step_flops(model, params, objective, first)
+    return count / batch_size(first), itertools.chain([first], batches)
 
 
 def utilisation(flops_per_instance: float, instances_per_s: float, ceiling: float) -> float:

@@ -8,6 +8,7 @@ import os
 import random
 import shutil
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import torch
@@ -15,7 +16,9 @@ from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list
 
 from ginr import config as config_lib
-from ginr import manifest
+from ginr import manifest, paths
+from ginr.data import TrainBatchSampler
+from ginr.train.lock import RunInUseError, lock_run
 
 MIXED = {"fp32": "no", "tf32": "no", "bf16": "bf16", "fp16": "fp16"}
 CONFIG = "config.json"
@@ -71,23 +74,62 @@ def adam(parameters, optim: config_lib.OptimConfig) -> torch.optim.Adam:
     )
 
 
-def run_folder(config: config_lib.Config, resume: Path | None, accelerator: Accelerator) -> Path:
-    """The run folder: the resumed one, or ``out_dir/run_name`` (default ``<model>_<data>_<date-time>``). Writes
-    nothing: :func:`start_run` does, once everything else has been checked.
+def run_length(train_size: int, plan, train: config_lib.TrainConfig) -> tuple[int, int]:
+    """``(steps per epoch, total steps)`` of a run over ``train_size`` instances (``--train.max-steps`` caps the
+    total); a ValueError when the split is smaller than one global batch."""
+    steps_per_epoch = TrainBatchSampler.steps_per_epoch(train_size, plan)
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"the training split has {train_size} instances, fewer than one global batch ({plan.global_batch})"
+        )
+    total = steps_per_epoch * train.epochs
+    return steps_per_epoch, total if train.max_steps is None else min(total, train.max_steps)
 
-    A folder that already holds a run is refused (FileExistsError) unless ``--train.overwrite`` (or ``--resume``); the
-    message offers ``--resume`` only when the run has a checkpoint to continue from.
+
+def describe(config: config_lib.Config, module, sizes: tuple[int, int], plan, steps_per_epoch: int, total: int) -> str:
+    """The run's one-line summary: model and data, parameters, split ``sizes`` (train, eval), the batch plan, the
+    length, the arithmetic and the device."""
+    train = config.train
+    n_params = sum(p.numel() for p in module.parameters())
+    compiled = "" if train.compile == "off" else f", compiled ({train.compile})"
+    return (
+        f"{config.model_name} on {config.data_name}: {n_params / 1e6:.3f} M parameters, {sizes[0]} train / "
+        f"{sizes[1]} eval instances, global batch {plan.global_batch} = {plan.micro_batch} x {plan.num_processes} "
+        f"process(es) x {plan.accumulation}, {steps_per_epoch} steps/epoch, {total} steps, {train.precision}{compiled} "
+        f"on {next(module.parameters()).device.type}"
+    )
+
+
+def run_folder(config: config_lib.Config, resume: Path | None, accelerator: Accelerator) -> tuple[Path, IO | None]:
+    """The run folder: the resumed one, or ``out_dir/run_name`` (default ``<model>_<data>_<date-time>``), locked
+    (:func:`ginr.train.lock.lock_run`) by the main process, with the lock's file (None on the other processes): keep
+    it open for the run. Writes nothing else: :func:`start_run` does, once everything else has been checked.
+
+    A folder locked by another run is refused (:class:`~ginr.train.lock.RunInUseError`, even with
+    ``--train.overwrite``); one that already holds a run is refused (FileExistsError) unless ``--train.overwrite`` (or
+    ``--resume``); the message offers ``--resume`` only when the run has a checkpoint to continue from. Collective: every
+    process gets the same folder and the same refusal.
     """
     if resume is not None:
-        return resume
-    train = config.train
-    name = train.run_name
-    if name is None:
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        name = f"{config.model_name}_{config.data_name}_{stamp}"
-        name = broadcast_object_list([name])[0]  # the main process's clock names the run
-    folder = Path(train.out_dir) / name
-    if (folder / CONFIG).exists() and not train.overwrite:
+        folder = resume
+    else:
+        name = config.train.run_name
+        if name is None:
+            stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+            name = f"{config.model_name}_{config.data_name}_{stamp}"
+            name = broadcast_object_list([name])[0]  # the main process's clock names the run
+        folder = Path(config.train.out_dir) / name
+    paths.writable_folder(folder, "--resume" if resume is not None else "--train.out-dir")
+    held, refusal = None, None
+    if accelerator.is_main_process:
+        try:
+            held = lock_run(folder)
+        except RunInUseError as error:
+            refusal = str(error)
+    refusal = broadcast_object_list([refusal])[0]
+    if refusal is not None:
+        raise RunInUseError(refusal)
+    if resume is None and (folder / CONFIG).exists() and not config.train.overwrite:
         if manifest.latest(folder) is None:  # stopped before its first checkpoint: nothing to --resume
             raise FileExistsError(
                 f"{folder} holds a run with no complete and intact checkpoint to continue; pass --train.overwrite to "
@@ -97,7 +139,7 @@ def run_folder(config: config_lib.Config, resume: Path | None, accelerator: Acce
             f"{folder} already holds a run; continue it with --resume {folder}, pick another --train.run-name, "
             "or pass --train.overwrite to replace it"
         )
-    return folder
+    return folder, held
 
 
 def start_run(folder: Path, config: config_lib.Config, accelerator: Accelerator, resumed: bool) -> None:
