@@ -120,7 +120,7 @@ def radiance_field(model: Model, params: dict, modulation: dict) -> render.Field
 def novel_views(
     model: Model,
     params: dict,
-    support: dict,
+    support: dict | None,
     poses: torch.Tensor,
     focals: torch.Tensor,
     size: tuple[int, int],
@@ -130,8 +130,8 @@ def novel_views(
 ) -> torch.Tensor:
     """Views (B, n, H, W, 3) from the cameras ``poses`` (B, n, 3, 4), ``focals`` (B, n, 2) of the objects whose
     support views are ``support`` (``{"images", "poses", "focals"}``, leading dims (B, k)), or of their given
-    ``modulation`` (a refined one); full renders without jitter, ``render_config.chunk_rays`` rays per object at a
-    time."""
+    ``modulation`` (a refined one; ``support`` is then unused and may be None); full renders without jitter,
+    ``render_config.chunk_rays`` rays per object at a time."""
     params = detached(params)
     if modulation is None:
         modulation = model.encode(params, support, None, training=False).modulation

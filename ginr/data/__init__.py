@@ -10,7 +10,7 @@ from ginr.data.audio import AudioClip
 from ginr.data.cache import check_headers, drop_unusable, resized_cache
 from ginr.data.loader import BadFileError, BatchPlan, EvalBatchSampler, Signals, TrainBatchSampler, make_loader
 from ginr.data.shapenet import ShapeNetViews
-from ginr.data.sources import load_split
+from ginr.data.sources import SplitRows, describe_split, load_split
 from ginr.data.transforms import ImageTransform
 
 
@@ -83,7 +83,9 @@ __all__ = [
     "EvalBatchSampler",
     "ShapeNetViews",
     "Signals",
+    "SplitRows",
     "TrainBatchSampler",
+    "describe_split",
     "eval_dataset",
     "is_views",
     "make_loader",

@@ -74,3 +74,8 @@ def signal_column(data: datasets.Dataset, column: str | None, ref: str) -> datas
         raise ValueError(f"--data.column={column}: {ref}'s column is {feature}, not an Image or Audio feature")
     data = data.select_columns([column]).cast_column(column, undecoded)
     return data.rename_column(column, kind) if column != kind else data
+
+
+def label_column(data: datasets.Dataset) -> str | None:
+    """The name of the first ``ClassLabel`` column of ``data`` (ImageNette's ``label``), or None if it has none."""
+    return next((name for name, feature in data.features.items() if isinstance(feature, datasets.ClassLabel)), None)

@@ -81,11 +81,7 @@ def scan_splits(folder: Path, kind: str) -> dict[str, datasets.Dataset]:
     builder does not promise torchvision's order, so ginr lists files itself.
     """
     extensions = IMAGE_EXTENSIONS if kind == "image" else AUDIO_EXTENSIONS
-    splits = {}
-    for split_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
-        files = _sorted_files(split_dir, extensions)
-        if files:
-            splits[SPLIT_ALIASES.get(split_dir.name, split_dir.name)] = files_dataset(kind, files)
+    splits = {name: files_dataset(kind, files) for name, (_, files) in _split_files(folder, extensions).items()}
     if not splits:
         loose = [p.name for p in folder.iterdir() if p.name.lower().endswith(extensions)]
         found = (
@@ -101,6 +97,32 @@ def scan_splits(folder: Path, kind: str) -> dict[str, datasets.Dataset]:
             f"<path>/<split>/[<class>/]*{found}{prepared}"
         )
     return splits
+
+
+def _split_files(folder: Path, extensions: tuple[str, ...]) -> dict[str, tuple[Path, list[str]]]:
+    """``{split name: (its folder, its files in order)}`` of the split folders of ``folder`` that hold files."""
+    splits = {}
+    for split_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
+        files = _sorted_files(split_dir, extensions)
+        if files:
+            splits[SPLIT_ALIASES.get(split_dir.name, split_dir.name)] = (split_dir, files)
+    return splits
+
+
+def folder_classes(folder: Path, kind: str) -> tuple[list[str], dict[str, list[int]]] | None:
+    """The class sub-folders of a ``<folder>/<split>/<class>/*`` layout as labels: the sorted class names of every
+    split together (so a label means the same class in each split) and ``{split: each file's label}`` in
+    :func:`scan_splits`' row order; None when a file lies directly in its split folder (no classes)."""
+    extensions = IMAGE_EXTENSIONS if kind == "image" else AUDIO_EXTENSIONS
+    classes = {}
+    for name, (split_dir, files) in _split_files(folder, extensions).items():
+        parts = [Path(file).relative_to(split_dir).parts for file in files]
+        if any(len(part) == 1 for part in parts):
+            return None
+        classes[name] = [part[0] for part in parts]
+    names = sorted({label for labels in classes.values() for label in labels})
+    numbers = {label: number for number, label in enumerate(names)}
+    return names, {split: [numbers[label] for label in labels] for split, labels in classes.items()}
 
 
 def celeba_folder(path: str | None) -> Path:
