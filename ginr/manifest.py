@@ -73,10 +73,13 @@ def verify(folder: Path) -> dict:
     return manifest
 
 
-def latest(run_dir: Path) -> Path | None:
-    """The newest checkpoint of ``run_dir`` that passes :func:`verify`; newer ones that fail are named in a warning
-    and passed over (partial folders of a killed save have no manifest and are not considered)."""
+def latest(run_dir: Path, below: int | None = None) -> Path | None:
+    """The newest checkpoint of ``run_dir`` that passes :func:`verify` (of a step below ``below``, when given); newer
+    ones that fail are named in a warning and passed over (partial folders of a killed save have no manifest and are
+    not considered)."""
     for folder in reversed(complete_checkpoints(run_dir)):
+        if below is not None and int(folder.name.removeprefix(PREFIX)) >= below:
+            continue
         try:
             verify(folder)
             return folder

@@ -128,8 +128,8 @@ def reconstruct_views(loaded, args: Args) -> None:
     """A NeRF from the support frames of an object folder: render the held-out frames, print their PSNR."""
     folder, out = Path(args.input), Path(args.out)
     with cli.refusals():
-        if observation(args).partial:
-            raise ValueError("--keep-fraction, --mask and --gap apply to images and audio; a NeRF reads whole views")
+        if observation(args).partial:  # the refusal eval.py gives too
+            tasks.require_signals(loaded.config, "--keep-fraction, --mask and --gap: the model")
         if not (folder / "transforms.json").is_file():
             raise ValueError(f"{loaded.config.data_name} models read a set of views: {folder} has no transforms.json")
         obj = ViewsObject(folder)
@@ -231,7 +231,8 @@ def reconstruct_signals(loaded, args: Args) -> None:
         if args.scale <= 0:
             raise ValueError(f"--scale {args.scale} must be > 0")
         files = [source] if audio else inputs(source)
-        observation(args).check(audio)
+        given = observation(args)
+        given.check(audio)
     out.mkdir(parents=True, exist_ok=True)
     transform = signal_transform(data, "audio" if audio else "image", training=False)
     taken = {path.resolve() for path in files}  # output names this run may not use: its inputs, then its outputs
@@ -240,7 +241,7 @@ def reconstruct_signals(loaded, args: Args) -> None:
             signal = read_signal(transform, path)
             if any(int(size * args.scale) < 1 for size in signal.shape[1:-1]):
                 raise ValueError(f"--scale {args.scale} leaves no pixel (or sample) of {path}'s {signal.shape[1:-1]}")
-            observed = observation(args).mask_for(tuple(signal.shape[1:-1]), data.sample_rate)
+            observed = given.mask_for(tuple(signal.shape[1:-1]), data.sample_rate)
         if note := fitted_note(path, data, audio):
             print(note)
         modulation = encode_refined(loaded, signal, args.steps, args.lr, observed)

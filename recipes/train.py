@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> None:
                     result,
                     run.step,
                     batch=functools.partial(sampler.step_indices, step_in_epoch),
-                    last_checkpoint=lambda: checkpoint.last_good(run_dir, below=run.step - run.guard.in_a_row),
+                    # good: older than the step whose (finite, maybe diverged) update the skip streak started from
+                    last_checkpoint=lambda: checkpoint.latest(run_dir, below=run.step - run.guard.in_a_row),
                 )
                 if note is not None:
                     say(accelerator, note)

@@ -227,21 +227,14 @@ def prune(root: Path, keep: int, newest: Path) -> None:
 # ---- finding and loading -----------------------------------------------------------------------------------------
 
 
-def last_good(run_dir: Path, below: int) -> Path | None:
-    """The newest intact checkpoint of a step below ``below``: the one to name as good when the steps after
-    ``below`` were not finite. The weights after step ``below`` are those the first non-finite step started from, and
-    step ``below`` made them with an update that was finite but may already have diverged (``--optim.lr 1e6`` throws
-    the weights to ~1e6 in one step, and every later loss overflows). No checkpoint is written during a streak of
-    skipped steps (:func:`ginr.train.state.save`), so only a checkpoint of step ``below`` itself can be newer; ``--resume``
-    would pick it, so the README says to remove it first."""
-    for folder in reversed(complete_checkpoints(run_dir)):
-        if int(folder.name.removeprefix(PREFIX)) < below:
-            try:
-                verify(folder)
-                return folder
-            except CheckpointError:
-                continue
-    return None
+def read_optimizer_state(folder: Path, optimizer: torch.optim.Optimizer) -> dict:
+    """The optimizer state dict checkpoint ``folder`` keeps, checked against ``optimizer``'s parameters
+    (:func:`check_optimizer_state`: a :class:`CheckpointError` when it does not fit)."""
+    saved = optimizer_state_dict(
+        load_file(str(folder / "optimizer.safetensors")), json.loads((folder / "optimizer.json").read_text())
+    )
+    check_optimizer_state(optimizer, saved, folder / "optimizer.safetensors")
+    return saved
 
 
 def optimizer_source(init_from: str, model_folder: Path) -> Path | None:
@@ -257,10 +250,7 @@ def load_source_optimizer(folder: Path, optimizer: torch.optim.Optimizer) -> int
     """Load the Adam moments and step counts of checkpoint ``folder`` into ``optimizer`` (a fine-tuning run's), keeping
     the run's own hyper-parameters (lr, betas, eps, weight decay); a :class:`CheckpointError`, with nothing changed,
     when they do not fit its parameters. Returns the source's step count."""
-    saved = optimizer_state_dict(
-        load_file(str(folder / "optimizer.safetensors")), json.loads((folder / "optimizer.json").read_text())
-    )
-    check_optimizer_state(optimizer, saved, folder / "optimizer.safetensors")
+    saved = read_optimizer_state(folder, optimizer)
     optimizer.load_state_dict({"state": saved["state"], "param_groups": optimizer.state_dict()["param_groups"]})
     return read_trainer_state(folder)["step"]
 
@@ -295,10 +285,7 @@ def restore(folder: Path, *, accelerator, module, optimizer, global_batch: int) 
         params = flatten(hub.load_params(folder / "model", unwrapped.model, model_from="this run's config"))
     except hub.ModelFileError as error:
         raise CheckpointError(f"{error}; a resumed run keeps the model flags of the run that wrote {folder}") from error
-    optimizer_dict = optimizer_state_dict(
-        load_file(str(folder / "optimizer.safetensors")), json.loads((folder / "optimizer.json").read_text())
-    )
-    check_optimizer_state(optimizer, optimizer_dict, folder / "optimizer.safetensors")
+    optimizer_dict = read_optimizer_state(folder, optimizer)
     ema_file = folder / "ema.safetensors"
     ema = None
     if ema_file.is_file():  # on the weights' device, where the average is updated

@@ -73,8 +73,7 @@ def start_fine_tuning(optim: OptimConfig, init_from: str, model_folder: Path, op
     where the source stopped: with the source run's Adam state when it kept one that fits
     (:func:`checkpoint.load_source_optimizer`), else fresh; either way the learning rate warms up over
     ``optim.init_warmup_steps`` (:mod:`ginr.train.schedule`). A fresh Adam's first updates move every weight by about
-    the learning rate, whatever its gradient: one such step took a one-epoch ipc-meta model from 22.65 to 0.15 dB
-    (README "Fine-tuning"). Returns ``optim`` with the choice recorded (``init_state``, kept in the run's config.json,
+    the learning rate, whatever its gradient (measured in the README's "Fine-tuning"). Returns ``optim`` with the choice recorded (``init_state``, kept in the run's config.json,
     so a resumed run continues the same schedule) and the line that says it."""
     warm_up = f"warmed up over {optim.init_warmup_steps} steps" if optim.init_warmup_steps else "not warmed up"
     warm_up = f"the learning rate {warm_up} (--optim.init-warmup-steps)"
